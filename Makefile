@@ -1,0 +1,46 @@
+# courier — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST := $(BIN)/pytest
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-22s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install courier with its dev tools
+
+up: $(STAMP) ## run courier on this machine (embedded PostgreSQL unless COURIER_DATABASE_URL)
+	$(BIN)/courier up
+
+test: $(STAMP) ## all tests (real PostgreSQL: COURIER_DATABASE_URL, else embedded)
+	$(PYTEST) -q
+
+test-unit: $(STAMP) ## pure-function tests only
+	$(PYTEST) -q tests/unit
+
+test-integration: $(STAMP) ## tests that touch PostgreSQL and HTTP
+	$(PYTEST) -q tests/integration
+
+test-delivery-retry: $(STAMP) ## the retry, claiming and dead-letter tests
+	$(PYTEST) -q -m delivery_retry
+
+lint: $(STAMP) ## ruff check, ruff format --check, mypy
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+fmt: $(STAMP) ## format and autofix
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+.PHONY: help install up test test-unit test-integration test-delivery-retry lint fmt

@@ -1,0 +1,1 @@
+"""The HTTP API: `create_app(settings)` builds it; nothing is created at import time."""

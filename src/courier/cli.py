@@ -1,0 +1,199 @@
+"""The `courier` command. Settings are built here, from COURIER_* variables and flags."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import click
+import psycopg
+
+from courier.settings import Settings
+from courier.store.database import DatabaseUnavailable, database_url, describe_url
+from courier.store.embedded import EmbeddedPostgresError
+from courier.store.migrate import MigrationError, migrate
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"courier: {message}", err=True)
+    sys.exit(2)
+
+
+def clear_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Known failures end in one clear line on stderr, not a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (DatabaseUnavailable, EmbeddedPostgresError, MigrationError, ValueError) as exc:
+            _fail(str(exc))
+        except psycopg.OperationalError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            _fail(f"database unavailable: {first}")
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except Exception as exc:  # pydantic's ValidationError, made into one line
+        _fail(f"invalid settings: {exc}".splitlines()[0])
+        raise
+
+
+def _setup_logging(settings: Settings) -> None:
+    from courier.logs import configure_logging
+
+    configure_logging(settings.log_format)
+
+
+@click.group()
+@click.version_option(package_name="courier")
+def main() -> None:
+    """courier: durable outbound webhook delivery on PostgreSQL."""
+
+
+@main.command("migrate")
+@clear_errors
+def migrate_cmd() -> None:
+    """Apply pending migrations (safe to run concurrently and repeatedly)."""
+    settings = _settings()
+    with database_url(settings) as url:
+        applied = _migrate(url)
+    click.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+
+
+def _migrate(url: str) -> list[str]:
+    try:
+        return migrate(url)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot reach the database at {describe_url(url)}") from exc
+
+
+@main.group()
+def tenants() -> None:
+    """Tenants."""
+
+
+@tenants.command("create")
+@click.argument("name")
+@clear_errors
+def tenants_create(name: str) -> None:
+    """Create a tenant and print its first API key (shown once)."""
+    from courier.tenancy import create_tenant
+
+    settings = _settings()
+    with database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
+        try:
+            tenant_id, key = create_tenant(conn, name)
+        except psycopg.errors.UniqueViolation:
+            raise ValueError(f"a tenant named {name!r} already exists") from None
+    click.echo(f"tenant_id: {tenant_id}")
+    click.echo(f"api_key:   {key.key}")
+    click.echo("(the API key is shown only now; store it safely)", err=True)
+
+
+@main.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--tenant", "tenant_ref", required=True, help="tenant id or name")
+@click.option("--name", default=None, help="a label for the key")
+@clear_errors
+def keys_create(tenant_ref: str, name: str | None) -> None:
+    """Create an API key for a tenant (printed once; only a hash is stored)."""
+    from courier.tenancy import create_api_key, resolve_tenants
+
+    settings = _settings()
+    with database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
+        (tenant_id,) = resolve_tenants(conn, [tenant_ref])
+        key = create_api_key(conn, tenant_id, name)
+    click.echo(f"key_id:  {key.id}")
+    click.echo(f"api_key: {key.key}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@clear_errors
+def keys_revoke(key_id: str) -> None:
+    """Revoke an API key by its id."""
+    from courier.tenancy import revoke_api_key
+
+    try:
+        parsed = uuid.UUID(key_id)
+    except ValueError:
+        raise ValueError(f"not a key id: {key_id!r}") from None
+    settings = _settings()
+    with database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
+        if not revoke_api_key(conn, parsed):
+            raise ValueError(f"no active key with id {key_id}")
+    click.echo(f"revoked {key_id}")
+
+
+@main.command("worker")
+@clear_errors
+def worker_cmd() -> None:
+    """Run one delivery worker (COURIER_WORKER_* settings)."""
+    from courier.worker.runner import WorkerConfigError, run_worker
+
+    settings = _settings()
+    _setup_logging(settings)
+    settings.worker_tenant_refs()  # refuse early, before touching the database
+    if settings.secret_key is None:
+        raise ValueError("COURIER_SECRET_KEY is not set: the worker needs it to decrypt secrets")
+    with database_url(settings) as url:
+        try:
+            run_worker(settings, url)
+        except WorkerConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
+@main.command("serve")
+@click.option("--host", default=None, help="listen address (default 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="listen port (default 8080)")
+@clear_errors
+def serve_cmd(host: str | None, port: int | None) -> None:
+    """Run the HTTP API and console."""
+    settings = _settings(host=host, port=port)
+    _setup_logging(settings)
+    if settings.secret_key is None:
+        raise ValueError("COURIER_SECRET_KEY is not set: the API needs it to encrypt secrets")
+    with database_url(settings) as url:
+        _serve(settings, url)
+
+
+def _serve(settings: Settings, url: str) -> None:
+    import uvicorn
+
+    from courier.api.app import create_app
+
+    app = create_app(settings, url)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+
+
+@main.command("up")
+@click.option("--host", default=None)
+@click.option("--port", type=int, default=None)
+@clear_errors
+def up_cmd(host: str | None, port: int | None) -> None:
+    """Everything on one machine for a first look."""
+    from courier.up import run_up
+
+    settings = _settings(host=host, port=port)
+    run_up(settings)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,55 @@
+"""Settings from COURIER_* environment variables, built once in the CLI and passed down."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COURIER_", extra="ignore")
+
+    database_url: str | None = None  # unset: embedded PostgreSQL in data_dir
+    data_dir: Path = Path(".courier")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+    worker_tenants: str | None = None  # comma-separated ids or names; "*" for all
+    worker_concurrency: int = Field(default=64, ge=1, le=10_000)  # deliveries in flight
+    worker_batch_size: int = Field(default=64, ge=1, le=10_000)  # rows per claim
+    worker_poll_interval: float = Field(default=1.0, gt=0, le=3600)  # seconds
+    worker_lease_seconds: float = Field(default=60.0, ge=1, le=86_400)
+    worker_id: str = Field(default_factory=default_worker_id)
+    worker_shutdown_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
+    worker_completion_interval_ms: float = Field(default=2.0, ge=0, le=1000)
+
+    secret_key: SecretStr | None = None  # comma-separated; the first one encrypts
+    allow_private_destinations: bool = False
+    allowed_networks: str = ""  # comma-separated CIDRs admitted despite the SSRF guard
+
+    log_format: str = Field(default="json", pattern="^(json|human)$")
+
+    def worker_tenant_refs(self) -> list[str] | None:
+        """The tenants a worker serves; None means all (written out as `*`)."""
+        if not self.worker_tenants or not self.worker_tenants.strip():
+            raise ValueError(
+                "COURIER_WORKER_TENANTS is not set: list the tenant ids or names this worker "
+                "serves (comma-separated), or `*` for all tenants"
+            )
+        refs = [r.strip() for r in self.worker_tenants.split(",") if r.strip()]
+        if "*" in refs:
+            return None
+        return refs
+
+    def allowed_network_list(self) -> list[str]:
+        return [n.strip() for n in self.allowed_networks.split(",") if n.strip()]

@@ -1,0 +1,1 @@
+"""The one seam to PostgreSQL: named SQL blocks and typed functions over them."""

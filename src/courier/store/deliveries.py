@@ -1,0 +1,173 @@
+"""Typed functions over the delivery engine's statements (claim, complete, leases)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from courier.store.queries import query
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    tenant_id: uuid.UUID
+    id: uuid.UUID
+    event_id: uuid.UUID
+    destination_id: uuid.UUID
+    attempt_number: int
+    created_at: datetime
+    payload: bytes
+    url: str
+    timeout_ms: int
+    max_attempts: int
+    max_age_seconds: int
+    backoff_initial_ms: int
+    backoff_max_ms: int
+    signing_secrets: list[dict[str, Any]]
+
+    @property
+    def key(self) -> tuple[uuid.UUID, uuid.UUID]:
+        return (self.tenant_id, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A finished attempt, waiting to be group-committed."""
+
+    tenant_id: uuid.UUID
+    delivery_id: uuid.UUID
+    attempt_number: int
+    state: str  # delivered | retry_scheduled | failed | dead_lettered
+    outcome: str  # succeeded | retryable_failure | permanent_failure
+    retry_delay_s: float | None
+    http_status: int | None
+    error_summary: str | None
+    duration_ms: int
+    reason: str | None
+
+    @property
+    def key(self) -> tuple[uuid.UUID, uuid.UUID]:
+        return (self.tenant_id, self.delivery_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    tenant_id: uuid.UUID
+    id: uuid.UUID
+    state: str
+    created_at: datetime
+    completed_at: datetime
+
+
+def _tenant_filter(tenant_ids: Sequence[uuid.UUID] | None) -> dict[str, Any]:
+    return {"all_tenants": tenant_ids is None, "tenant_ids": list(tenant_ids or [])}
+
+
+async def claim_deliveries(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    worker_id: str,
+    limit: int,
+    lease_seconds: float,
+    tenant_ids: Sequence[uuid.UUID] | None,
+) -> list[ClaimedDelivery]:
+    params = {
+        "worker_id": worker_id,
+        "limit": limit,
+        "lease_seconds": lease_seconds,
+        **_tenant_filter(tenant_ids),
+    }
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query("claim_deliveries"), params)
+        rows = await cur.fetchall()
+    return [
+        ClaimedDelivery(
+            tenant_id=r["tenant_id"],
+            id=r["id"],
+            event_id=r["event_id"],
+            destination_id=r["destination_id"],
+            attempt_number=r["attempt_count"],
+            created_at=r["created_at"],
+            payload=r["payload"].encode("utf-8"),
+            url=r["url"],
+            timeout_ms=r["timeout_ms"],
+            max_attempts=r["max_attempts"],
+            max_age_seconds=r["max_age_seconds"],
+            backoff_initial_ms=r["backoff_initial_ms"],
+            backoff_max_ms=r["backoff_max_ms"],
+            signing_secrets=r["signing_secrets"],
+        )
+        for r in rows
+    ]
+
+
+async def complete_attempts(
+    conn: psycopg.AsyncConnection[Any], *, worker_id: str, completions: Sequence[Completion]
+) -> list[Completed]:
+    """Write a batch of finished attempts in one statement; returns those not fenced out."""
+    params = {
+        "worker_id": worker_id,
+        "tenant_ids": [c.tenant_id for c in completions],
+        "delivery_ids": [c.delivery_id for c in completions],
+        "attempt_numbers": [c.attempt_number for c in completions],
+        "states": [c.state for c in completions],
+        "retry_delays": [c.retry_delay_s for c in completions],
+        "outcomes": [c.outcome for c in completions],
+        "http_statuses": [c.http_status for c in completions],
+        "error_summaries": [c.error_summary for c in completions],
+        "durations_ms": [c.duration_ms for c in completions],
+        "reasons": [c.reason for c in completions],
+    }
+    async with conn.cursor() as cur:
+        await cur.execute(query("complete_attempts"), params)
+        rows = await cur.fetchall()
+    return [Completed(*row) for row in rows]
+
+
+async def extend_leases(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    worker_id: str,
+    keys: Sequence[tuple[uuid.UUID, uuid.UUID]],
+    lease_seconds: float,
+) -> int:
+    params = {
+        "worker_id": worker_id,
+        "lease_seconds": lease_seconds,
+        "tenant_ids": [k[0] for k in keys],
+        "delivery_ids": [k[1] for k in keys],
+    }
+    async with conn.cursor() as cur:
+        await cur.execute(query("extend_leases"), params)
+        return len(await cur.fetchall())
+
+
+async def release_leases(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    worker_id: str,
+    keys: Sequence[tuple[uuid.UUID, uuid.UUID]],
+) -> int:
+    params = {
+        "worker_id": worker_id,
+        "tenant_ids": [k[0] for k in keys],
+        "delivery_ids": [k[1] for k in keys],
+    }
+    async with conn.cursor() as cur:
+        await cur.execute(query("release_leases"), params)
+        return len(await cur.fetchall())
+
+
+async def next_due_at(
+    conn: psycopg.AsyncConnection[Any], *, tenant_ids: Sequence[uuid.UUID] | None
+) -> datetime | None:
+    async with conn.cursor() as cur:
+        await cur.execute(query("next_due_at"), _tenant_filter(tenant_ids))
+        row = await cur.fetchone()
+    return row[0] if row else None

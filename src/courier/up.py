@@ -1,0 +1,112 @@
+"""`courier up`: everything on one machine for a first look.
+
+Embedded database (unless COURIER_DATABASE_URL is set), migrations, a `default` tenant
+with a fresh API key, the API and console, and one worker for all tenants, in one
+process. Private destination addresses are allowed, so a receiver on this machine works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+
+import click
+import psycopg
+
+from courier.crypto import generate_key
+from courier.logs import configure_logging
+from courier.settings import Settings
+from courier.store.database import database_url
+from courier.store.migrate import migrate
+from courier.tenancy import create_api_key, create_tenant, resolve_tenants
+
+DEFAULT_TENANT = "default"
+
+
+def _ensure_secret_key(settings: Settings) -> Settings:
+    if settings.secret_key is not None:
+        return settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key_file = settings.data_dir / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(generate_key())
+        key_file.chmod(0o600)
+    return settings.model_copy(update={"secret_key": key_file.read_text().strip()})
+
+
+def _api_key(url: str) -> str:
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            (tenant_id,) = resolve_tenants(conn, [DEFAULT_TENANT])
+            return create_api_key(conn, tenant_id, name="courier up").key
+        except ValueError:
+            return create_tenant(conn, DEFAULT_TENANT)[1].key
+
+
+def run_up(settings: Settings) -> None:
+    from pydantic import SecretStr
+
+    settings = _ensure_secret_key(settings)
+    if isinstance(settings.secret_key, str):
+        settings = settings.model_copy(update={"secret_key": SecretStr(settings.secret_key)})
+    settings = settings.model_copy(
+        update={"allow_private_destinations": True, "worker_tenants": "*", "log_format": "human"}
+    )
+    configure_logging("human")
+    with database_url(settings) as url:
+        applied = migrate(url)
+        key = _api_key(url)
+        base = f"http://{settings.host}:{settings.port}"
+        click.echo(
+            "\n".join(
+                [
+                    "courier is up",
+                    f"  database:  {'embedded, in ' + str(settings.data_dir) if not settings.database_url else 'COURIER_DATABASE_URL'}",
+                    f"  migrations applied now: {len(applied)}",
+                    f"  API:       {base}/v1   (OpenAPI: {base}/docs)",
+                    f"  console:   {base}/console/integrations",
+                    f"  API key:   {key}",
+                    "  worker:    1, serving all tenants",
+                    "  note:      private/loopback destinations are ALLOWED (first-look mode)",
+                    "Stop with Ctrl-C.",
+                ]
+            )
+        )
+        _run(settings, url)
+
+
+def _run(settings: Settings, url: str) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(_serve_and_work(settings, url))
+    except ImportError:  # pragma: no cover
+        asyncio.run(_serve_and_work(settings, url))
+
+
+async def _serve_and_work(settings: Settings, url: str) -> None:
+    import uvicorn
+
+    from courier.api.app import create_app
+    from courier.worker.runner import build_worker
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    worker = build_worker(settings, url)
+    config = uvicorn.Config(
+        create_app(settings, url), host=settings.host, port=settings.port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    worker_task = asyncio.create_task(worker.run(stop))
+    server_task = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    await asyncio.gather(worker_task, server_task, return_exceptions=True)
+    logging.getLogger("courier").info("courier up: stopped (pid %d)", os.getpid())

@@ -1,0 +1,91 @@
+"""Builds and runs a worker from Settings: signals, uvloop, one clear line on bad config."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import uuid
+
+import psycopg
+
+from courier.adapters.webhook import WebhookAdapter
+from courier.crypto import SecretBox
+from courier.metrics import CourierMetrics
+from courier.settings import Settings
+from courier.store.database import DatabaseUnavailable, describe_url
+from courier.tenancy import resolve_tenants
+from courier.worker.worker import Worker, WorkerConfig
+
+logger = logging.getLogger("courier.worker")
+
+
+class WorkerConfigError(ValueError):
+    pass
+
+
+def build_config(settings: Settings, database_url: str) -> WorkerConfig:
+    refs = settings.worker_tenant_refs()  # raises a clear ValueError when unset
+    tenant_ids: list[uuid.UUID] | None = None
+    if refs is not None:
+        try:
+            with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+                tenant_ids = resolve_tenants(conn, refs)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"cannot reach the database at {describe_url(database_url)}"
+            ) from exc
+    return WorkerConfig(
+        database_url=database_url,
+        worker_id=settings.worker_id,
+        tenant_ids=tenant_ids,
+        concurrency=settings.worker_concurrency,
+        batch_size=settings.worker_batch_size,
+        poll_interval_s=settings.worker_poll_interval,
+        lease_seconds=settings.worker_lease_seconds,
+        shutdown_grace_s=settings.worker_shutdown_grace_seconds,
+        completion_interval_s=settings.worker_completion_interval_ms / 1000,
+    )
+
+
+def build_worker(
+    settings: Settings, database_url: str, metrics: CourierMetrics | None = None
+) -> Worker:
+    if settings.secret_key is None:
+        raise WorkerConfigError(
+            "COURIER_SECRET_KEY is not set: the worker needs it to decrypt signing secrets"
+        )
+    config = build_config(settings, database_url)
+    adapter = WebhookAdapter(
+        allow_private=settings.allow_private_destinations,
+        allowed_networks=settings.allowed_network_list(),
+    )
+    return Worker(config, adapter, SecretBox(settings.secret_key.get_secret_value()), metrics)
+
+
+async def run_until_signalled(worker: Worker, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    logger.info(
+        "worker %s started: concurrency %d, batch %d, tenants %s",
+        worker.config.worker_id,
+        worker.config.concurrency,
+        worker.config.batch_size,
+        "all" if worker.config.tenant_ids is None else len(worker.config.tenant_ids),
+    )
+    await worker.run(stop)
+    logger.info("worker %s stopped", worker.config.worker_id)
+
+
+def run_worker(settings: Settings, database_url: str) -> None:
+    worker = build_worker(settings, database_url)
+    try:
+        import uvloop
+
+        uvloop.run(run_until_signalled(worker))
+    except ImportError:  # pragma: no cover - uvloop is absent on Windows
+        asyncio.run(run_until_signalled(worker))

@@ -1,0 +1,418 @@
+"""One delivery worker process.
+
+The loop claims up to its free slots in one statement, delivers each claimed row in its
+own task through the adapter, and hands the result to the completer, which writes
+results in batches. Side tasks keep leases alive (heartbeat) and listen for NOTIFY.
+When idle it sleeps until a NOTIFY, the next due retry, or the jittered poll interval,
+whichever comes first.
+
+Stopping (SIGTERM/SIGINT): no new claims; in-flight deliveries get a grace period; what
+is still unfinished then is cancelled and its lease handed back (expired at once), so
+another worker picks it up immediately and closes the lost attempt as `abandoned`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from courier.adapters.base import AttemptResult, DeliveryAdapter, DeliveryRequest
+from courier.crypto import SecretBox
+from courier.enqueue import NOTIFY_CHANNEL
+from courier.metrics import CourierMetrics
+from courier.redact import summarize
+from courier.retry import RetryPolicy, decide
+from courier.store import deliveries as store
+from courier.store.database import describe_url
+from courier.store.deliveries import ClaimedDelivery, Completed, Completion
+from courier.worker.completer import Completer
+
+logger = logging.getLogger("courier.worker")
+
+DB_RETRY_INITIAL_S = 0.1  # first wait after a database error
+DB_RETRY_MAX_S = 5.0  # longest wait between reconnect attempts
+SLOT_GATHER_S = 0.002  # once a slot frees, wait this long for more before claiming
+POLL_JITTER = 0.1  # ±10% on the poll interval, so many workers do not poll in step
+
+Key = tuple[uuid.UUID, uuid.UUID]
+
+
+@dataclass(slots=True)
+class WorkerConfig:
+    database_url: str
+    worker_id: str
+    tenant_ids: Sequence[uuid.UUID] | None  # None: every tenant
+    concurrency: int = 64
+    batch_size: int = 64
+    poll_interval_s: float = 1.0
+    lease_seconds: float = 60.0
+    shutdown_grace_s: float = 30.0
+    completion_interval_s: float = 0.002
+    tenant_filter: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tenant_filter = frozenset(str(t) for t in self.tenant_ids or ())
+
+
+class Worker:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        adapter: DeliveryAdapter,
+        secret_box: SecretBox,
+        metrics: CourierMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.adapter = adapter
+        self.secret_box = secret_box
+        self.metrics = metrics or CourierMetrics()
+        self._held: dict[Key, int] = {}  # claimed and not yet committed -> attempt number
+        self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._slot_freed = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._claim_conn: psycopg.AsyncConnection[Any] | None = None
+        self._db_failures = 0
+        self._completer = Completer(
+            worker_id=config.worker_id,
+            connect=self._connect,
+            interval_s=config.completion_interval_s,
+            max_pending=max(4 * config.concurrency, 256),
+            on_committed=self._on_committed,
+            on_db_error=self._db_error,
+        )
+        self.claimed_total = 0
+        self.completed_total = 0
+
+    # -- connections -------------------------------------------------------------------
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(
+            self.config.database_url,
+            autocommit=True,
+            application_name=f"courier-worker {self.config.worker_id}"[:63],
+        )
+        self._db_failures = 0
+        return conn
+
+    async def _db_error(self, exc: BaseException) -> None:
+        """One clear line, then back off before the caller reconnects."""
+        self.metrics.database_errors_total.inc()
+        self._db_failures += 1
+        delay = min(DB_RETRY_MAX_S, DB_RETRY_INITIAL_S * 2 ** min(self._db_failures - 1, 10))
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        logger.warning(
+            "database error (%s: %s) at %s; retrying in %.1fs",
+            type(exc).__name__,
+            summarize(first_line),
+            describe_url(self.config.database_url),
+            delay,
+        )
+        await asyncio.sleep(delay * (0.5 + random.random() / 2))
+
+    async def _claim_connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._claim_conn is None or self._claim_conn.closed:
+            self._claim_conn = await self._connect()
+        return self._claim_conn
+
+    async def _drop_claim_connection(self) -> None:
+        conn, self._claim_conn = self._claim_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    # -- the main loop -------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        completer_stop = asyncio.Event()
+        side = [
+            asyncio.create_task(self._listen(stop), name="courier-listen"),
+            asyncio.create_task(self._heartbeat(stop), name="courier-heartbeat"),
+        ]
+        completer = asyncio.create_task(self._completer.run(completer_stop), name="completer")
+        try:
+            await self._claim_loop(stop)
+        finally:
+            await self._shutdown(completer, completer_stop, side)
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        cfg = self.config
+        gather_threshold = max(1, min(cfg.batch_size, cfg.concurrency) // 4)
+        gathered = False
+        while not stop.is_set():
+            free = cfg.concurrency - len(self._held)
+            if free <= 0:
+                self._slot_freed.clear()
+                await _wait_any(stop, self._slot_freed, timeout=None)
+                continue
+            if self._held and free < gather_threshold and not gathered:
+                # Claim in batches, not one row per freed slot: give others a moment.
+                self._slot_freed.clear()
+                await _wait_any(stop, self._slot_freed, timeout=SLOT_GATHER_S)
+                gathered = True
+                continue
+            gathered = False
+            limit = min(free, cfg.batch_size)
+            try:
+                conn = await self._claim_connection()
+                claimed = await store.claim_deliveries(
+                    conn,
+                    worker_id=cfg.worker_id,
+                    limit=limit,
+                    lease_seconds=cfg.lease_seconds,
+                    tenant_ids=cfg.tenant_ids,
+                )
+            except (psycopg.Error, OSError) as exc:
+                await self._drop_claim_connection()
+                await self._db_error(exc)
+                continue
+            self._db_failures = 0
+            for row in claimed:
+                self._start(row)
+            if len(claimed) == limit:
+                continue  # there is probably more
+            await self._idle_wait(stop)
+
+    async def _idle_wait(self, stop: asyncio.Event) -> None:
+        cfg = self.config
+        timeout = cfg.poll_interval_s * (1 + POLL_JITTER * (2 * random.random() - 1))
+        try:
+            conn = await self._claim_connection()
+            due = await store.next_due_at(conn, tenant_ids=cfg.tenant_ids)
+        except (psycopg.Error, OSError) as exc:
+            await self._drop_claim_connection()
+            await self._db_error(exc)
+            return
+        if due is not None:
+            timeout = max(0.0, min(timeout, (due - datetime.now(UTC)).total_seconds()))
+        self._wake.clear()
+        if timeout > 0:
+            await _wait_any(stop, self._wake, timeout=timeout)
+
+    def _start(self, row: ClaimedDelivery) -> None:
+        self._held[row.key] = row.attempt_number
+        self.claimed_total += 1
+        self.metrics.in_flight.set(len(self._held))
+        self._tasks[row.key] = asyncio.create_task(self._deliver(row))
+
+    # -- one delivery --------------------------------------------------------------------
+
+    def _live_secrets(self, row: ClaimedDelivery) -> tuple[str, ...]:
+        now = datetime.now(UTC).isoformat()
+        return tuple(
+            self.secret_box.decrypt(s["token"])
+            for s in row.signing_secrets
+            if not s.get("expires_at") or s["expires_at"] > now
+        )
+
+    async def _deliver(self, row: ClaimedDelivery) -> None:
+        try:
+            try:
+                secrets = self._live_secrets(row)
+            except Exception as exc:  # a destination we cannot sign for must not crash us
+                result = AttemptResult(
+                    outcome="retryable_failure",
+                    http_status=None,
+                    duration_ms=0,
+                    error_summary=summarize(f"cannot sign: {exc}"),
+                )
+            else:
+                request = DeliveryRequest(
+                    url=row.url,
+                    event_id=str(row.event_id),
+                    body=row.payload,
+                    secrets=secrets,
+                    timeout_s=row.timeout_ms / 1000,
+                )
+                result = await self.adapter.deliver(request)
+            completion = self._decide(row, result)
+            self.metrics.attempts_total.labels(result.outcome).inc()
+            self.metrics.attempt_duration_seconds.observe(result.duration_ms / 1000)
+            await self._completer.submit(completion)
+        finally:
+            self._tasks.pop(row.key, None)
+            self._slot_freed.set()
+
+    def _decide(self, row: ClaimedDelivery, result: AttemptResult) -> Completion:
+        policy = RetryPolicy(
+            max_attempts=row.max_attempts,
+            max_age_seconds=row.max_age_seconds,
+            backoff_initial_ms=row.backoff_initial_ms,
+            backoff_max_ms=row.backoff_max_ms,
+        )
+        now = datetime.now(UTC)
+        decision = decide(
+            result.outcome,
+            row.attempt_number,
+            policy,
+            row.created_at,
+            now,
+            retry_after_s=result.retry_after_s,
+        )
+        delay = (
+            (decision.next_attempt_at - now).total_seconds()
+            if decision.next_attempt_at is not None
+            else None
+        )
+        return Completion(
+            tenant_id=row.tenant_id,
+            delivery_id=row.id,
+            attempt_number=row.attempt_number,
+            state=decision.state,
+            outcome=result.outcome,
+            retry_delay_s=delay,
+            http_status=result.http_status,
+            error_summary=result.error_summary,
+            duration_ms=result.duration_ms,
+            reason=decision.reason,
+        )
+
+    def _on_committed(self, batch: list[Completion], written: list[Completed]) -> None:
+        done = {(c.tenant_id, c.id) for c in written}
+        for completion in batch:
+            # Only forget a row if it still is the attempt we hold (not a newer claim).
+            if self._held.get(completion.key) == completion.attempt_number:
+                del self._held[completion.key]
+            if completion.key not in done:
+                self.metrics.stale_completions_total.inc()
+                logger.warning(
+                    "completion of delivery %s attempt %d dropped: the lease was taken over",
+                    completion.delivery_id,
+                    completion.attempt_number,
+                )
+        for c in written:
+            self.completed_total += 1
+            if c.state == "delivered":
+                self.metrics.deliveries_total.labels("delivered").inc()
+                self.metrics.delivery_latency_seconds.observe(
+                    max(0.0, (c.completed_at - c.created_at).total_seconds())
+                )
+            elif c.state == "retry_scheduled":
+                self.metrics.retries_scheduled_total.inc()
+                self._wake.set()  # an idle loop re-reads when the next retry falls due
+            else:
+                self.metrics.deliveries_total.labels(c.state).inc()
+                if c.state == "dead_lettered":
+                    self.metrics.dead_letters_total.inc()
+        self.metrics.in_flight.set(len(self._held))
+        self._slot_freed.set()
+
+    # -- side tasks ----------------------------------------------------------------------
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """Turn NOTIFYs for the tenants we serve into wake-ups; reconnect on failure."""
+        while not stop.is_set():
+            try:
+                conn = await self._connect()
+                try:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._wake.set()  # anything enqueued while we were not listening
+                    while not stop.is_set():
+                        async for note in conn.notifies(timeout=1.0):
+                            if not self.config.tenant_filter or (
+                                note.payload in self.config.tenant_filter
+                            ):
+                                self._wake.set()
+                finally:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            except (psycopg.Error, OSError) as exc:
+                if stop.is_set():
+                    return
+                await self._db_error(exc)
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Keep the leases of held rows alive while their requests run."""
+        interval = self.config.lease_seconds / 3
+        conn: psycopg.AsyncConnection[Any] | None = None
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
+                if stop.is_set() or not self._held:
+                    continue
+                keys = list(self._held)
+                try:
+                    if conn is None or conn.closed:
+                        conn = await self._connect()
+                    await store.extend_leases(
+                        conn,
+                        worker_id=self.config.worker_id,
+                        keys=keys,
+                        lease_seconds=self.config.lease_seconds,
+                    )
+                except (psycopg.Error, OSError) as exc:
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            await conn.close()
+                    conn = None
+                    await self._db_error(exc)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+    # -- stopping ------------------------------------------------------------------------
+
+    async def _shutdown(
+        self,
+        completer: asyncio.Task[None],
+        completer_stop: asyncio.Event,
+        side: list[asyncio.Task[None]],
+    ) -> None:
+        tasks = list(self._tasks.values())
+        if tasks:
+            logger.info("stopping: waiting up to %.0fs for %d in-flight deliveries",
+                        self.config.shutdown_grace_s, len(tasks))
+            _, unfinished = await asyncio.wait(tasks, timeout=self.config.shutdown_grace_s)
+            for task in unfinished:
+                task.cancel()
+            if unfinished:
+                await asyncio.wait(unfinished)
+        completer_stop.set()
+        # The completer writes what it has, then exits; a dead database must not hang us.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(completer), timeout=max(5.0, self.config.shutdown_grace_s))
+        if not completer.done():
+            completer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await completer
+        for task in side:
+            task.cancel()
+        for task in side:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._held:
+            keys = list(self._held)
+            try:
+                conn = await self._claim_connection()
+                released = await store.release_leases(
+                    conn, worker_id=self.config.worker_id, keys=keys
+                )
+                logger.info("stopping: handed back %d unfinished deliveries", released)
+            except (psycopg.Error, OSError) as exc:
+                logger.warning(
+                    "stopping: could not hand back %d deliveries (%s); their leases will expire",
+                    len(keys),
+                    type(exc).__name__,
+                )
+        await self._drop_claim_connection()
+        await self.adapter.close()
+
+
+async def _wait_any(stop: asyncio.Event, *events: asyncio.Event, timeout: float | None) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in (stop, *events)]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+

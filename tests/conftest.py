@@ -1,0 +1,107 @@
+"""Shared fixtures: real PostgreSQL (a migrated template cloned per test), tenants,
+destinations, a loopback receiver and in-process workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from courier.crypto import SecretBox, generate_key
+from courier.destinations import create_destination
+from courier.tenancy import create_tenant
+from tests.support.database import create_database, drop_database, make_template, server_url
+from tests.support.receiver import Receiver
+
+TEST_SECRET_KEY = generate_key()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[tuple[str, Any]]:
+    with server_url() as (url, embedded):
+        yield url, embedded
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server: tuple[str, Any]) -> Iterator[str]:
+    url, _ = pg_server
+    name = make_template(url)
+    yield name
+    drop_database(url, name)
+
+
+@pytest.fixture
+def db_url(pg_server: tuple[str, Any], template_db: str) -> Iterator[str]:
+    url, _ = pg_server
+    name = f"courier_t_{uuid.uuid4().hex[:12]}"
+    yield create_database(url, name, template=template_db)
+    drop_database(url, name)
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(db_url, autocommit=True) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def secret_key() -> str:
+    return TEST_SECRET_KEY
+
+
+@pytest.fixture
+def secret_box(secret_key: str) -> SecretBox:
+    return SecretBox(secret_key)
+
+
+@pytest.fixture
+def tenant(conn: psycopg.Connection[Any]) -> uuid.UUID:
+    tenant_id, _ = create_tenant(conn, f"tenant-{uuid.uuid4().hex[:8]}")
+    return tenant_id
+
+
+DestinationFactory = Callable[..., tuple[dict[str, Any], str]]
+
+
+@pytest.fixture
+def make_destination(
+    conn: psycopg.Connection[Any], secret_box: SecretBox, tenant: uuid.UUID
+) -> DestinationFactory:
+    """Create a destination with short, test-friendly retry settings unless overridden."""
+
+    def make(url: str, tenant_id: uuid.UUID | None = None, **kw: Any) -> tuple[dict[str, Any], str]:
+        kw.setdefault("name", f"dest-{uuid.uuid4().hex[:6]}")
+        kw.setdefault("backoff_initial_ms", 100)
+        kw.setdefault("backoff_max_ms", 400)
+        kw.setdefault("timeout_ms", 2000)
+        return create_destination(conn, secret_box, tenant_id or tenant, url=url, **kw)
+
+    return make
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with Receiver() as rx:
+        yield rx
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@contextlib.asynccontextmanager
+async def running(coro_factory: Callable[[asyncio.Event], Any]) -> AsyncIterator[asyncio.Event]:
+    """Run `coro_factory(stop)` as a task; on exit set stop and wait for it to end."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(coro_factory(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=60)
