@@ -80,7 +80,9 @@ _AUTHORIZATION = re.compile(
     re.IGNORECASE,
 )
 # "Basic authentication failed" loses a word to this; accepted, see the module docstring.
-_BEARER_BASIC = re.compile(r"\b(?:bearer|basic)[ \t]+(?P<v>[A-Za-z0-9._~+/-]+=*)", re.IGNORECASE)
+# The credential runs to a space, quote, comma or semicolon, not just over the token68
+# alphabet: a malformed token must not leak its tail.
+_BEARER_BASIC = re.compile(r"""\b(?:bearer|basic)[ \t]+(?P<v>[^\s"',;\\]+)""", re.IGNORECASE)
 # Greedy up to the authority's end, then back to its LAST "@": a password may hold an
 # unescaped "@". `:\/\/` is a JSON-escaped "://".
 _USERINFO = re.compile(r""":(?://|\\/\\/)(?P<v>[^\s/?#"'<>\\]+)@""")
@@ -190,6 +192,12 @@ def _spans(text: str, needles: Sequence[str]) -> list[_Span]:
         while start != -1:
             spans.append((start, start + len(needle)))
             start = text.find(needle, start + 1)
+    # Markers already in the text (redacting twice) are spans too, so that a rule matching
+    # part of one merges with it instead of leaving "[REDACTED]]" behind.
+    start = text.find(REDACTED)
+    while start != -1:
+        spans.append((start, start + len(REDACTED)))
+        start = text.find(REDACTED, start + len(REDACTED))
     # Each rule runs only if the text holds what it needs: most error texts lack most of
     # these, and a substring test is far cheaper than a regex scan.
     lowered = text.lower()

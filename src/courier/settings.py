@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     allow_private_destinations: bool = False
     allowed_networks: str = ""  # comma-separated CIDRs admitted despite the SSRF guard
 
+    # largest API request body accepted (bytes); larger answers 413
+    max_payload_bytes: int = Field(default=262_144, ge=1024, le=64 * 1024 * 1024)
+
     log_format: str = Field(default="json", pattern="^(json|human)$")
 
     def worker_tenant_refs(self) -> list[str] | None:

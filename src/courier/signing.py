@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 __all__ = [
-    "SECRET_PREFIX",
     "SECRET_KEY_BYTES",
+    "SECRET_PREFIX",
     "generate_secret",
     "secret_key_bytes",
     "sign",

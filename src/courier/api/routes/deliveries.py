@@ -1,0 +1,137 @@
+"""/v1/deliveries and /v1/dead-letters: what happened to each delivery, attempt by attempt."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from courier.api.auth import CallerDep
+from courier.api.deps import ConnDep
+from courier.api.openapi import errors
+from courier.api.pagination import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    CursorQuery,
+    LimitQuery,
+    after_id,
+    after_number,
+    id_cursor,
+    number_cursor,
+)
+from courier.api.problems import NotFound
+from courier.api.schemas import Attempt, Delivery, DeliveryState, DeliveryWithAttempts, Page
+from courier.store import resources
+
+router = APIRouter(tags=["deliveries"])
+NOUN = "delivery"
+# every attempt of a delivery in one answer; max_attempts is at most 100, and a
+# lease takeover adds at most one abandoned attempt per claim
+ATTEMPTS_IN_DELIVERY = 1000
+
+
+def _page(rows: list[resources.Row], limit: int) -> Page[Delivery]:
+    page = rows[:limit]
+    return Page[Delivery](
+        items=[Delivery.model_validate(r) for r in page],
+        next_cursor=id_cursor(page[-1]["id"]) if len(rows) > limit else None,
+    )
+
+
+@router.get(
+    "/v1/deliveries",
+    summary="List deliveries, newest first, by state, destination or event",
+    response_model=Page[Delivery],
+    responses=errors(422),
+)
+async def list_deliveries(
+    caller: CallerDep,
+    conn: ConnDep,
+    state: Annotated[DeliveryState | None, Query()] = None,
+    destination_id: Annotated[uuid.UUID | None, Query()] = None,
+    event_id: Annotated[uuid.UUID | None, Query()] = None,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> Page[Delivery]:
+    rows = await resources.list_deliveries(
+        conn,
+        caller.tenant_id,
+        state=state,
+        destination_id=destination_id,
+        event_id=event_id,
+        after=after_id(cursor),
+        limit=limit,
+    )
+    return _page(rows, limit)
+
+
+@router.get(
+    "/v1/deliveries/{delivery_id}",
+    summary="Read a delivery with its attempts",
+    response_model=DeliveryWithAttempts,
+    responses=errors(404, 422),
+)
+async def get_delivery(
+    delivery_id: uuid.UUID, caller: CallerDep, conn: ConnDep
+) -> DeliveryWithAttempts:
+    row = await resources.get_delivery(conn, caller.tenant_id, delivery_id)
+    if row is None:
+        raise NotFound(NOUN)
+    attempts = await resources.list_attempts(
+        conn, caller.tenant_id, delivery_id, after=0, limit=ATTEMPTS_IN_DELIVERY
+    )
+    return DeliveryWithAttempts.model_validate(
+        {**row, "attempts": [Attempt.model_validate(a) for a in attempts]}
+    )
+
+
+@router.get(
+    "/v1/deliveries/{delivery_id}/attempts",
+    summary="List a delivery's attempts, oldest first",
+    response_model=Page[Attempt],
+    responses=errors(404, 422),
+)
+async def list_attempts(
+    delivery_id: uuid.UUID,
+    caller: CallerDep,
+    conn: ConnDep,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> Page[Attempt]:
+    after = after_number(cursor)
+    if await resources.get_delivery(conn, caller.tenant_id, delivery_id) is None:
+        raise NotFound(NOUN)
+    rows = await resources.list_attempts(
+        conn, caller.tenant_id, delivery_id, after=after, limit=min(limit, MAX_LIMIT)
+    )
+    page = rows[:limit]
+    return Page[Attempt](
+        items=[Attempt.model_validate(r) for r in page],
+        next_cursor=number_cursor(page[-1]["attempt_number"]) if len(rows) > limit else None,
+    )
+
+
+@router.get(
+    "/v1/dead-letters",
+    summary="List dead-lettered deliveries with their reason, newest first",
+    response_model=Page[Delivery],
+    responses=errors(422),
+)
+async def list_dead_letters(
+    caller: CallerDep,
+    conn: ConnDep,
+    destination_id: Annotated[uuid.UUID | None, Query()] = None,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> Page[Delivery]:
+    rows = await resources.list_deliveries(
+        conn,
+        caller.tenant_id,
+        state="dead_lettered",
+        destination_id=destination_id,
+        event_id=None,
+        after=after_id(cursor),
+        limit=limit,
+    )
+    return _page(rows, limit)

@@ -1,0 +1,182 @@
+"""/v1/destinations: create, list, read, change, delete, and the explicit secret read.
+
+Responses never carry a signing secret, except the create answer and
+`GET /v1/destinations/{id}/secret`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Response, status
+from psycopg.types.json import Jsonb
+
+from courier.api.auth import CallerDep
+from courier.api.deps import BoxDep, ConnDep, SettingsDep
+from courier.api.openapi import errors
+from courier.api.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, after_id, id_cursor
+from courier.api.problems import NotFound, invalid_field
+from courier.api.schemas import (
+    Destination,
+    DestinationCreate,
+    DestinationCreated,
+    DestinationSecrets,
+    DestinationUpdate,
+    Page,
+    SigningSecret,
+)
+from courier.api.urls import url_problem
+from courier.destinations import secret_entry
+from courier.settings import Settings
+from courier.signing import generate_secret
+from courier.store import resources
+
+router = APIRouter(prefix="/v1/destinations", tags=["destinations"])
+NOUN = "destination"
+
+
+def _check_url(url: str, settings: Settings) -> None:
+    reason = url_problem(url, settings)
+    if reason is not None:
+        raise invalid_field("url", reason)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode("utf-8")
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a destination (the answer holds its signing secret)",
+    response_model=DestinationCreated,
+    responses=errors(413, 422),
+)
+async def create_destination(
+    body: DestinationCreate,
+    caller: CallerDep,
+    conn: ConnDep,
+    settings: SettingsDep,
+    box: BoxDep,
+) -> DestinationCreated:
+    _check_url(body.url, settings)
+    secret = generate_secret()
+    fields = body.model_dump()
+    fields["signing_secrets"] = Jsonb([secret_entry(box, secret)], dumps=_dumps)
+    row = await resources.create_destination(conn, caller.tenant_id, caller.actor, fields)
+    return DestinationCreated.model_validate({**row, "signing_secret": secret})
+
+
+@router.get(
+    "",
+    summary="List destinations, newest first",
+    response_model=Page[Destination],
+    responses=errors(422),
+)
+async def list_destinations(
+    caller: CallerDep,
+    conn: ConnDep,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> Page[Destination]:
+    rows = await resources.list_destinations(
+        conn, caller.tenant_id, after=after_id(cursor), limit=limit
+    )
+    page = rows[:limit]
+    return Page[Destination](
+        items=[Destination.model_validate(r) for r in page],
+        next_cursor=id_cursor(page[-1]["id"]) if len(rows) > limit else None,
+    )
+
+
+@router.get(
+    "/{destination_id}",
+    summary="Read a destination",
+    response_model=Destination,
+    responses=errors(404, 422),
+)
+async def get_destination(
+    destination_id: uuid.UUID, caller: CallerDep, conn: ConnDep
+) -> Destination:
+    row = await resources.get_destination(conn, caller.tenant_id, destination_id)
+    if row is None:
+        raise NotFound(NOUN)
+    return Destination.model_validate(row)
+
+
+@router.patch(
+    "/{destination_id}",
+    summary="Change a destination: url, enabled, event types, retry policy, timeout",
+    response_model=Destination,
+    responses=errors(404, 413, 422),
+)
+async def update_destination(
+    destination_id: uuid.UUID,
+    body: DestinationUpdate,
+    caller: CallerDep,
+    conn: ConnDep,
+    settings: SettingsDep,
+) -> Destination:
+    changes = body.changes()
+    if "url" in changes:
+        _check_url(changes["url"], settings)
+    async with conn.transaction():
+        current = await resources.lock_destination(conn, caller.tenant_id, destination_id)
+        if current is None:
+            raise NotFound(NOUN)
+        merged = {**current, **changes}
+        if merged["backoff_max_ms"] < merged["backoff_initial_ms"]:
+            field = "backoff_max_ms" if "backoff_max_ms" in changes else "backoff_initial_ms"
+            raise invalid_field(field, "backoff_max_ms must be at least backoff_initial_ms")
+        row = await resources.update_destination(
+            conn, caller.tenant_id, destination_id, caller.actor, merged, sorted(changes)
+        )
+    if row is None:  # pragma: no cover - the row was locked above
+        raise NotFound(NOUN)
+    return Destination.model_validate(row)
+
+
+@router.delete(
+    "/{destination_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a destination (its waiting deliveries fail as destination_missing)",
+    response_class=Response,
+    responses=errors(404, 422),
+)
+async def delete_destination(destination_id: uuid.UUID, caller: CallerDep, conn: ConnDep) -> None:
+    if not await resources.delete_destination(conn, caller.tenant_id, destination_id, caller.actor):
+        raise NotFound(NOUN)
+
+
+@router.get(
+    "/{destination_id}/secret",
+    summary="Read a destination's live signing secrets (audited)",
+    response_model=DestinationSecrets,
+    responses=errors(404, 422),
+)
+async def read_destination_secret(
+    destination_id: uuid.UUID, caller: CallerDep, conn: ConnDep, box: BoxDep
+) -> DestinationSecrets:
+    entries = await resources.read_destination_secrets(
+        conn, caller.tenant_id, destination_id, caller.actor
+    )
+    if entries is None:
+        raise NotFound(NOUN)
+    now = datetime.now().astimezone()
+    live = [
+        SigningSecret(
+            secret=box.decrypt(e["token"]),
+            created_at=e.get("created_at"),
+            expires_at=e.get("expires_at"),
+        )
+        for e in entries
+        if not e.get("expires_at") or datetime.fromisoformat(e["expires_at"]) > now
+    ]
+    if not live:  # every secret expired: nothing signs, so nothing to show
+        raise NotFound(NOUN)
+    return DestinationSecrets(
+        destination_id=destination_id, signing_secret=live[0].secret, secrets=live
+    )

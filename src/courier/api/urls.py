@@ -1,0 +1,55 @@
+"""Which destination URLs the API accepts (checked on create and on PATCH).
+
+http or https only, a host, no user-info (credentials in a URL end up in logs), and
+https unless COURIER_ALLOW_PRIVATE_DESTINATIONS. A literal loopback, private or otherwise
+non-public IP, or `localhost`, is refused unless private destinations are allowed or the
+address is inside COURIER_ALLOWED_NETWORKS. Names that resolve to such addresses are
+caught again by the webhook adapter when it connects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+from courier.adapters.addresses import is_forbidden_address, parse_networks
+from courier.settings import Settings
+
+
+def url_problem(url: str, settings: Settings) -> str | None:
+    """Why `url` is refused as a destination, or None when it is accepted."""
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        return "must not contain whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https"):
+        return "scheme must be https (or http where allowed)"
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        return "must not contain user-info (credentials)"
+    host = parts.hostname
+    if not host:
+        return "must name a host"
+    if port == 0:
+        return "port must be between 1 and 65535"
+    allow_private = settings.allow_private_destinations
+    if parts.scheme != "https" and not allow_private:
+        return "must use https"
+    if allow_private:
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return "must not point at localhost"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a name: resolved and checked when delivering
+    try:
+        allowed = parse_networks(settings.allowed_network_list())
+    except ValueError:
+        allowed = ()
+    reason = is_forbidden_address(ip, allowed)
+    if reason is not None:
+        return f"must not point at a {reason} address"
+    return None
