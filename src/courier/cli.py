@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import uuid
 from collections.abc import Callable
@@ -70,7 +69,9 @@ def migrate_cmd() -> None:
     settings = _settings()
     with database_url(settings) as url:
         applied = _migrate(url)
-    click.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    click.echo(
+        f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
+    )
 
 
 def _migrate(url: str) -> list[str]:

@@ -46,6 +46,12 @@ def _api_key(url: str) -> str:
             return create_tenant(conn, DEFAULT_TENANT)[1].key
 
 
+def _describe_database(settings: Settings) -> str:
+    if settings.database_url:
+        return "COURIER_DATABASE_URL"
+    return f"embedded PostgreSQL in {settings.data_dir.resolve()}"
+
+
 def run_up(settings: Settings) -> None:
     from pydantic import SecretStr
 
@@ -64,7 +70,7 @@ def run_up(settings: Settings) -> None:
             "\n".join(
                 [
                     "courier is up",
-                    f"  database:  {'embedded, in ' + str(settings.data_dir) if not settings.database_url else 'COURIER_DATABASE_URL'}",
+                    f"  database:  {_describe_database(settings)}",
                     f"  migrations applied now: {len(applied)}",
                     f"  API:       {base}/v1   (OpenAPI: {base}/docs)",
                     f"  console:   {base}/console/integrations",
@@ -103,10 +109,13 @@ async def _serve_and_work(settings: Settings, url: str) -> None:
         create_app(settings, url), host=settings.host, port=settings.port, log_level="warning"
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     worker_task = asyncio.create_task(worker.run(stop))
     server_task = asyncio.create_task(server.serve())
-    await stop.wait()
+    # uvicorn takes SIGINT/SIGTERM while it serves; either way, both parts stop together.
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({server_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
     server.should_exit = True
+    stopper.cancel()
     await asyncio.gather(worker_task, server_task, return_exceptions=True)
     logging.getLogger("courier").info("courier up: stopped (pid %d)", os.getpid())

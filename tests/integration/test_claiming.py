@@ -62,12 +62,12 @@ async def test_eight_workers_deliver_each_exactly_once(
     n = 2000
     make_destination(receiver.url("/load"))
     _enqueue_many(conn, tenant, n)
-    processes = [worker_process(db_url, secret_key, COURIER_WORKER_CONCURRENCY="16") for _ in range(3)]
+    processes = [
+        worker_process(db_url, secret_key, COURIER_WORKER_CONCURRENCY="16") for _ in range(3)
+    ]
     try:
         # five in-process workers (own connections) + three `courier worker` processes
-        workers = [
-            make_worker(db_url, secret_key, concurrency=16, batch_size=8) for _ in range(5)
-        ]
+        workers = [make_worker(db_url, secret_key, concurrency=16, batch_size=8) for _ in range(5)]
         async with run_workers(workers):
             await wait_terminal(db_url, n, timeout=120)
     finally:
@@ -147,10 +147,15 @@ async def test_stale_worker_cannot_overwrite_new_owner(
 
         def done(attempt: int, state: str) -> Completion:
             return Completion(
-                tenant_id=tenant, delivery_id=d.id, attempt_number=attempt, state=state,
+                tenant_id=tenant,
+                delivery_id=d.id,
+                attempt_number=attempt,
+                state=state,
                 outcome="permanent_failure" if state == "failed" else "succeeded",
-                retry_delay_s=None, http_status=400 if state == "failed" else 200,
-                error_summary=None, duration_ms=5,
+                retry_delay_s=None,
+                http_status=400 if state == "failed" else 200,
+                error_summary=None,
+                duration_ms=5,
                 reason="permanent_failure" if state == "failed" else None,
             )
 
@@ -213,7 +218,9 @@ async def test_sigterm_hands_back_unfinished_work(
     make_destination(receiver.always("/hang", hang), timeout_ms=60_000)
     (d,) = enqueue_event(conn, tenant, "t", {}).deliveries
     proc = worker_process(
-        db_url, secret_key, COURIER_WORKER_LEASE_SECONDS="600",
+        db_url,
+        secret_key,
+        COURIER_WORKER_LEASE_SECONDS="600",
         COURIER_WORKER_SHUTDOWN_GRACE_SECONDS="0.5",
     )
     await asyncio.wait_for(arrived.wait(), timeout=30)

@@ -41,9 +41,7 @@ def test_database_allows_exactly_the_legal_transitions(
     (d,) = enqueue_event(conn, tenant, "t", {}).deliveries
     _set_state(conn, d.id, source)
     locked = target == S.DELIVERING
-    update = (
-        "UPDATE deliveries SET state = %s, locked_by = %s, locked_until = %s WHERE id = %s"
-    )
+    update = "UPDATE deliveries SET state = %s, locked_by = %s, locked_until = %s WHERE id = %s"
     params = (target, "w2" if locked else None, "infinity" if locked else None, d.id)
     if source == target and source != S.DELIVERING:
         conn.execute(update, params)  # not a transition: allowed, changes nothing

@@ -4,6 +4,7 @@ real HTTP to a loopback receiver."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from typing import Any
 
@@ -20,7 +21,9 @@ from tests.support.receiver import Receiver
 pytestmark = pytest.mark.delivery_retry
 
 
-def _one_delivery(conn: psycopg.Connection[Any], tenant: uuid.UUID, payload: Any = None) -> uuid.UUID:
+def _one_delivery(
+    conn: psycopg.Connection[Any], tenant: uuid.UUID, payload: Any = None
+) -> uuid.UUID:
     result = enqueue_event(conn, tenant, "order.created", payload or {"order": 1})
     assert len(result.deliveries) == 1
     return result.deliveries[0].id
@@ -34,7 +37,7 @@ async def test_delivers_signed_request_once(
     receiver: Receiver,
     make_destination: DestinationFactory,
 ) -> None:
-    dest, secret = make_destination(receiver.url("/ok"))
+    _dest, secret = make_destination(receiver.url("/ok"))
     result = enqueue_event(conn, tenant, "order.created", {"order": 42, "note": "héllo"})
     async with run_workers([make_worker(db_url, secret_key)]):
         await wait_terminal(db_url, 1)
@@ -71,7 +74,7 @@ async def test_500_500_200_delivers_at_attempt_3_with_backoff(
     hits = receiver.hits("/flaky")
     assert len({h.headers["webhook-id"] for h in hits}) == 1  # same id on every retry
     # backoff: ≥ 0.8 × 200 ms, then ≥ 0.8 × 400 ms (jitter is ±20%)
-    gaps = [b.at - a.at for a, b in zip(hits, hits[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(hits)]
     assert gaps[0] >= 0.16 and gaps[1] >= 0.32, gaps
 
 
@@ -142,7 +145,9 @@ async def test_max_age_dead_letters(
 ) -> None:
     # The next retry (≥ 0.8 s away) would fall past the 1 s age limit.
     make_destination(
-        receiver.always("/old", 500), max_age_seconds=1, backoff_initial_ms=1000,
+        receiver.always("/old", 500),
+        max_age_seconds=1,
+        backoff_initial_ms=1000,
         backoff_max_ms=2000,
     )
     delivery_id = _one_delivery(conn, tenant)

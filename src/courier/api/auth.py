@@ -22,7 +22,7 @@ from courier.api.problems import Unauthorized
 from courier.store.queries import query
 from courier.tenancy import hash_key, parse_key
 
-_bearer = HTTPBearer(auto_error=False, description="an API key: `ck_…`")
+_bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey", description="an API key: `ck_…`")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +48,7 @@ async def authenticate(
         raise Unauthorized()
     digest = hash_key(key)
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            query("api_key_for_auth"), {"tenant_id": tenant_id, "key_hash": digest}
-        )
+        await cur.execute(query("api_key_for_auth"), {"tenant_id": tenant_id, "key_hash": digest})
         row = await cur.fetchone()
     if row is None or not hmac.compare_digest(bytes(row["key_hash"]), digest):
         raise Unauthorized()

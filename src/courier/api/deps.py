@@ -1,8 +1,8 @@
 """Request dependencies: a pooled connection, the settings, the secret box.
 
-    ConnDep      an autocommit connection from the app's pool, returned after the request
-    SettingsDep  the Settings create_app was built with
-    BoxDep       the SecretBox of COURIER_SECRET_KEY (503 when the key is not configured)
+ConnDep      an autocommit connection from the app's pool, returned after the request
+SettingsDep  the Settings create_app was built with
+BoxDep       the SecretBox of COURIER_SECRET_KEY (503 when the key is not configured)
 """
 
 from __future__ import annotations

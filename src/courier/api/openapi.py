@@ -23,9 +23,7 @@ DESCRIPTIONS = {
     422: "Invalid request; `errors` names the failing fields",
     503: "Database unavailable; retry after `Retry-After` seconds",
 }
-_RETRY_AFTER = {
-    "Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}
-}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
 
 
 def errors(*codes: int, auth: bool = True) -> dict[int | str, dict[str, Any]]:
@@ -54,7 +52,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         for operation in path_item.values():
             for code, response in operation.get("responses", {}).items():
                 content = response.get("content")
-                if code.isdigit() and int(code) >= 400 and content and "application/json" in content:
+                if (
+                    code.isdigit()
+                    and int(code) >= 400
+                    and content
+                    and "application/json" in content
+                ):
                     response["content"] = {PROBLEM_MEDIA_TYPE: content["application/json"]}
     app.openapi_schema = schema
     return schema

@@ -54,9 +54,7 @@ EventTypeFilter = Annotated[
         description="an exact event type, `prefix.*` for a family, or `*` for all",
     ),
 ]
-IdempotencyKey = Annotated[
-    str, Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
-]
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
 Name = Annotated[Text, Field(min_length=1, max_length=200)]
 Url = Annotated[Text, Field(min_length=1, max_length=2048, examples=["https://example.com/hook"])]
 MaxAttempts = Annotated[int, Field(ge=1, le=100)]
@@ -69,7 +67,9 @@ EventTypes = Annotated[list[EventTypeFilter], Field(max_length=100)]
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at the end")
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null at the end"
+    )
 
 
 class _Strict(BaseModel):
@@ -85,9 +85,7 @@ class DestinationCreate(_Strict):
     name: Name
     url: Url
     enabled: bool = True
-    event_types: EventTypes = Field(
-        default_factory=list, description="empty: every event type"
-    )
+    event_types: EventTypes = Field(default_factory=list, description="empty: every event type")
     max_attempts: MaxAttempts = 8
     max_age_seconds: MaxAgeSeconds = 259_200
     timeout_ms: TimeoutMs = 10_000

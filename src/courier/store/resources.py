@@ -58,9 +58,7 @@ async def lock_destination(
     conn: AsyncConn, tenant_id: uuid.UUID, destination_id: uuid.UUID
 ) -> Row | None:
     """The live row, locked for update (call inside a transaction)."""
-    return await _one(
-        conn, "api_lock_destination", {"tenant_id": tenant_id, "id": destination_id}
-    )
+    return await _one(conn, "api_lock_destination", {"tenant_id": tenant_id, "id": destination_id})
 
 
 async def update_destination(
@@ -136,7 +134,12 @@ async def get_delivery(conn: AsyncConn, tenant_id: uuid.UUID, delivery_id: uuid.
 async def list_attempts(
     conn: AsyncConn, tenant_id: uuid.UUID, delivery_id: uuid.UUID, *, after: int, limit: int
 ) -> list[Row]:
-    params = {"tenant_id": tenant_id, "delivery_id": delivery_id, "after": after, "limit": limit + 1}
+    params = {
+        "tenant_id": tenant_id,
+        "delivery_id": delivery_id,
+        "after": after,
+        "limit": limit + 1,
+    }
     return await _all(conn, "api_list_attempts", params)
 
 

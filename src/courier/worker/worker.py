@@ -370,8 +370,11 @@ class Worker:
     ) -> None:
         tasks = list(self._tasks.values())
         if tasks:
-            logger.info("stopping: waiting up to %.0fs for %d in-flight deliveries",
-                        self.config.shutdown_grace_s, len(tasks))
+            logger.info(
+                "stopping: waiting up to %.0fs for %d in-flight deliveries",
+                self.config.shutdown_grace_s,
+                len(tasks),
+            )
             _, unfinished = await asyncio.wait(tasks, timeout=self.config.shutdown_grace_s)
             for task in unfinished:
                 task.cancel()
@@ -380,7 +383,9 @@ class Worker:
         completer_stop.set()
         # The completer writes what it has, then exits; a dead database must not hang us.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(completer), timeout=max(5.0, self.config.shutdown_grace_s))
+            await asyncio.wait_for(
+                asyncio.shield(completer), timeout=max(5.0, self.config.shutdown_grace_s)
+            )
         if not completer.done():
             completer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -415,4 +420,3 @@ async def _wait_any(stop: asyncio.Event, *events: asyncio.Event, timeout: float 
     finally:
         for w in waiters:
             w.cancel()
-

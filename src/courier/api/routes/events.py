@@ -40,8 +40,12 @@ def _payload_bytes(payload: Any) -> bytes:
     status_code=status.HTTP_202_ACCEPTED,
     summary="Send an event: one delivery per subscribed destination",
     response_model=EventAccepted,
+    response_description="The event and its deliveries are stored",
     responses={
-        200: {"model": EventAccepted, "description": "A repeated idempotency key: the first answer"},
+        200: {
+            "model": EventAccepted,
+            "description": "A repeated idempotency key: the first answer",
+        },
         **errors(413, 422),
     },
 )
