@@ -166,6 +166,14 @@ async def fresh_database(
     return name, url
 
 
+async def _wait_received(receiver: Receiver, target: int, deadline: float) -> None:
+    """Until the receiver has `target` requests or the wall clock passes `deadline`."""
+    while True:
+        if time.time() >= deadline or await receiver.count() >= target:
+            return
+        await asyncio.sleep(POLL)
+
+
 async def throughput(
     setup: Setup,
     contestant: Contestant,
@@ -185,8 +193,7 @@ async def throughput(
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                 committed_at, enqueue_rate = await contestant.enqueue_bulk(url, events)
                 deadline = committed_at + cap_s
-                while time.time() < deadline and await receiver.count() < events:
-                    await asyncio.sleep(POLL)
+                await _wait_received(receiver, events, deadline)
                 done = await contestant.done_count(conn)
                 while done < events and time.time() < deadline:
                     await asyncio.sleep(POLL / 5)
@@ -234,9 +241,7 @@ async def latency(
                     sent[await enqueuer.enqueue_one(n)] = at
             finally:
                 await enqueuer.close()
-            deadline = time.monotonic() + DRAIN_TIMEOUT
-            while time.monotonic() < deadline and await receiver.count() < len(sent):
-                await asyncio.sleep(POLL)
+            await _wait_received(receiver, len(sent), time.time() + DRAIN_TIMEOUT)
         finally:
             rss = await workers.stop()
     finally:

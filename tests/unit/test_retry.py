@@ -7,6 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from courier.retry import (
+
+pytestmark = pytest.mark.delivery_retry
     RETRYABLE_STATUSES,
     Decision,
     Outcome,
