@@ -7,8 +7,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from courier.retry import (
-
-pytestmark = pytest.mark.delivery_retry
     RETRYABLE_STATUSES,
     Decision,
     Outcome,
@@ -19,6 +17,8 @@ pytestmark = pytest.mark.delivery_retry
     describe_reason,
     parse_retry_after,
 )
+
+pytestmark = pytest.mark.delivery_retry
 
 NOW = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 DEFAULT = RetryPolicy()
