@@ -148,12 +148,15 @@ class Worker:
         gather_threshold = max(1, min(cfg.batch_size, cfg.concurrency) // 4)
         gathered = False
         while not stop.is_set():
-            free = cfg.concurrency - len(self._held)
+            # A slot frees when its HTTP exchange ends, not when the result commits: the
+            # completer's bounded queue is what holds back a worker the database can't
+            # keep up with.
+            free = cfg.concurrency - len(self._tasks)
             if free <= 0:
                 self._slot_freed.clear()
                 await _wait_any(stop, self._slot_freed, timeout=None)
                 continue
-            if self._held and free < gather_threshold and not gathered:
+            if self._tasks and free < gather_threshold and not gathered:
                 # Claim in batches, not one row per freed slot: give others a moment.
                 self._slot_freed.clear()
                 await _wait_any(stop, self._slot_freed, timeout=SLOT_GATHER_S)
