@@ -164,6 +164,8 @@ class Worker:
                 continue
             gathered = False
             limit = min(free, cfg.batch_size)
+            # Cleared before the claim, so a NOTIFY that lands while it runs is not lost.
+            self._wake.clear()
             try:
                 conn = await self._claim_connection()
                 claimed = await store.claim_deliveries(
@@ -196,7 +198,6 @@ class Worker:
             return
         if due is not None:
             timeout = max(0.0, min(timeout, (due - datetime.now(UTC)).total_seconds()))
-        self._wake.clear()
         if timeout > 0:
             await _wait_any(stop, self._wake, timeout=timeout)
 
