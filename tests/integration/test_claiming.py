@@ -272,7 +272,7 @@ async def test_full_restart_continues_scheduled_retries(
 
 
 def test_worker_refuses_to_start_without_tenants(db_url: str, secret_key: str) -> None:
-    proc = worker_process(db_url, secret_key, COURIER_WORKER_TENANTS="")
+    proc = worker_process(db_url, secret_key, capture_stderr=True, COURIER_WORKER_TENANTS="")
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     lines = err.decode().strip().splitlines()

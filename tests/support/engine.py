@@ -94,8 +94,14 @@ def attempts(conn: psycopg.Connection[Any], delivery_id: uuid.UUID) -> list[dict
         ).fetchall()
 
 
-def worker_process(db_url: str, secret_key: str, **env: str) -> subprocess.Popen[bytes]:
-    """Start a real `courier worker` process against db_url."""
+def worker_process(
+    db_url: str, secret_key: str, *, capture_stderr: bool = False, **env: str
+) -> subprocess.Popen[bytes]:
+    """Start a real `courier worker` process against db_url.
+
+    Its log goes to /dev/null unless `capture_stderr`: an unread pipe fills up with the
+    worker's per-attempt log lines and would block it.
+    """
     full_env = {
         **os.environ,
         "COURIER_DATABASE_URL": db_url,
@@ -111,5 +117,5 @@ def worker_process(db_url: str, secret_key: str, **env: str) -> subprocess.Popen
         [sys.executable, "-m", "courier", "worker"],
         env=full_env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE if capture_stderr else subprocess.DEVNULL,
     )

@@ -36,6 +36,25 @@ class ClaimedDelivery:
         return (self.tenant_id, self.id)
 
 
+ZERO_UUID = uuid.UUID(int=0)
+MAX_DESTINATIONS_PER_CLAIM = 256  # destinations one claim visits at most
+
+
+@dataclass(slots=True)
+class ClaimCursor:
+    """Where a worker's walk over destinations resumes: successive claims go round-robin."""
+
+    tenant_id: uuid.UUID = ZERO_UUID
+    destination_id: uuid.UUID = ZERO_UUID
+
+    def reset(self) -> None:
+        self.tenant_id = self.destination_id = ZERO_UUID
+
+    @property
+    def at_start(self) -> bool:
+        return self.tenant_id == ZERO_UUID and self.destination_id == ZERO_UUID
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
     """A finished attempt, waiting to be group-committed."""
@@ -76,16 +95,27 @@ async def claim_deliveries(
     limit: int,
     lease_seconds: float,
     tenant_ids: Sequence[uuid.UUID] | None,
+    cursor: ClaimCursor | None = None,
 ) -> list[ClaimedDelivery]:
+    """Claim up to `limit` due deliveries, fairly across destinations (see the SQL)."""
+    cursor = cursor if cursor is not None else ClaimCursor()
     params = {
         "worker_id": worker_id,
         "limit": limit,
         "lease_seconds": lease_seconds,
+        "after_tenant": cursor.tenant_id,
+        "after_destination": cursor.destination_id,
+        "max_destinations": MAX_DESTINATIONS_PER_CLAIM,
         **_tenant_filter(tenant_ids),
     }
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("claim_deliveries"), params)
         rows = await cur.fetchall()
+    if not rows or rows[0]["walk_complete"] or rows[0]["walk_tenant"] is None:
+        cursor.reset()
+    else:
+        cursor.tenant_id = rows[0]["walk_tenant"]
+        cursor.destination_id = rows[0]["walk_destination"]
     return [
         ClaimedDelivery(
             tenant_id=r["tenant_id"],

@@ -16,6 +16,7 @@ from courier.metrics import CourierMetrics
 from courier.settings import Settings
 from courier.store.database import DatabaseUnavailable, describe_url
 from courier.tenancy import resolve_tenants
+from courier.worker.metrics_server import serving_metrics
 from courier.worker.worker import Worker, WorkerConfig
 
 logger = logging.getLogger("courier.worker")
@@ -64,7 +65,13 @@ def build_worker(
     return Worker(config, adapter, SecretBox(settings.secret_key.get_secret_value()), metrics)
 
 
-async def run_until_signalled(worker: Worker, stop: asyncio.Event | None = None) -> None:
+async def run_until_signalled(
+    worker: Worker,
+    stop: asyncio.Event | None = None,
+    *,
+    metrics_port: int | None = None,
+    metrics_token: str | None = None,
+) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -77,15 +84,25 @@ async def run_until_signalled(worker: Worker, stop: asyncio.Event | None = None)
         worker.config.batch_size,
         "all" if worker.config.tenant_ids is None else len(worker.config.tenant_ids),
     )
-    await worker.run(stop)
+    async with serving_metrics(
+        worker.metrics,
+        database_url=worker.config.database_url,
+        port=metrics_port,
+        token=metrics_token,
+    ):
+        await worker.run(stop)
     logger.info("worker %s stopped", worker.config.worker_id)
 
 
 def run_worker(settings: Settings, database_url: str) -> None:
     worker = build_worker(settings, database_url)
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    main = run_until_signalled(
+        worker, metrics_port=settings.worker_metrics_port, metrics_token=token
+    )
     try:
         import uvloop
 
-        uvloop.run(run_until_signalled(worker))
+        uvloop.run(main)
     except ImportError:  # pragma: no cover - uvloop is absent on Windows
-        asyncio.run(run_until_signalled(worker))
+        asyncio.run(main)

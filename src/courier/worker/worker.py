@@ -35,6 +35,7 @@ from courier.store import deliveries as store
 from courier.store.database import describe_url
 from courier.store.deliveries import ClaimedDelivery, Completed, Completion
 from courier.worker.completer import Completer
+from courier.worker.delivery_log import log_completion
 
 logger = logging.getLogger("courier.worker")
 
@@ -42,6 +43,7 @@ DB_RETRY_INITIAL_S = 0.1  # first wait after a database error
 DB_RETRY_MAX_S = 5.0  # longest wait between reconnect attempts
 SLOT_GATHER_S = 0.002  # once a slot frees, wait this long for more before claiming
 POLL_JITTER = 0.1  # ±10% on the poll interval, so many workers do not poll in step
+CAPPED_RETRY_S = 0.05  # re-claim delay while due work is held back by in-flight caps
 
 Key = tuple[uuid.UUID, uuid.UUID]
 
@@ -80,6 +82,7 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._wake = asyncio.Event()
         self._claim_conn: psycopg.AsyncConnection[Any] | None = None
+        self._claim_cursor = store.ClaimCursor()
         self._db_failures = 0
         self._completer = Completer(
             worker_id=config.worker_id,
@@ -174,6 +177,7 @@ class Worker:
                     limit=limit,
                     lease_seconds=cfg.lease_seconds,
                     tenant_ids=cfg.tenant_ids,
+                    cursor=self._claim_cursor,
                 )
             except (psycopg.Error, OSError) as exc:
                 await self._drop_claim_connection()
@@ -196,10 +200,21 @@ class Worker:
             await self._drop_claim_connection()
             await self._db_error(exc)
             return
+        events = [self._wake]
         if due is not None:
-            timeout = max(0.0, min(timeout, (due - datetime.now(UTC)).total_seconds()))
-        if timeout > 0:
-            await _wait_any(stop, self._wake, timeout=timeout)
+            until_due = (due - datetime.now(UTC)).total_seconds()
+            if until_due > 0:
+                timeout = min(timeout, until_due)
+            elif self._claim_cursor.at_start:
+                # Work is due but this claim got less than it asked: the destinations
+                # are at their in-flight caps or other workers hold the rows. Retry
+                # when one of ours commits, or shortly, instead of spinning.
+                timeout = min(timeout, CAPPED_RETRY_S)
+                self._slot_freed.clear()
+                events.append(self._slot_freed)
+            else:
+                return  # the walk stopped early; more destinations follow the cursor
+        await _wait_any(stop, *events, timeout=timeout)
 
     def _start(self, row: ClaimedDelivery) -> None:
         self._held[row.key] = row.attempt_number
@@ -239,6 +254,7 @@ class Worker:
                 result = await self.adapter.deliver(request)
             completion = self._decide(row, result)
             self.metrics.attempts_total.labels(result.outcome).inc()
+            self.metrics.destination_attempt(row.destination_id, result.outcome)
             self.metrics.attempt_duration_seconds.observe(result.duration_ms / 1000)
             await self._completer.submit(completion)
         finally:
@@ -292,6 +308,8 @@ class Worker:
                     completion.delivery_id,
                     completion.attempt_number,
                 )
+            else:
+                log_completion(completion, self.config.worker_id)  # one line per attempt
         for c in written:
             self.completed_total += 1
             if c.state == "delivered":

@@ -47,13 +47,51 @@ SELECT e.id AS event_id, e.created_at, d.id AS delivery_id, d.destination_id, d.
  ORDER BY d.id;
 
 -- name: claim_deliveries
--- One statement claims up to %(limit)s rows: leases that expired first (their
--- lost attempt is closed as abandoned), then due pending/retry_scheduled rows.
--- Rows whose destination is gone or disabled fail at once, with no request
--- sent; the rest become `delivering` under this worker's lease, and their
--- attempt rows are inserted in the same statement.
-WITH expired AS (
-    SELECT tenant_id, id
+-- One statement claims up to %(limit)s rows. First, leases that expired (their lost
+-- attempt is closed as abandoned). Then, fairly across destinations: a loose index scan
+-- walks the destinations that have waiting rows, starting after the worker's cursor
+-- (so successive claims go round-robin), and takes from each due destination an equal
+-- share of the free slots, never more than its max_in_flight minus what it already has
+-- in flight; the oldest-due rows of each destination first, interleaved by rank.
+-- Rows whose destination is gone or disabled fail at once, with no request sent; the
+-- rest become `delivering` under this worker's lease, and their attempt rows are
+-- inserted in the same statement.
+WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS (
+    (SELECT d.tenant_id, d.destination_id, d.next_attempt_at, 1,
+            (d.next_attempt_at <= now())::integer
+       FROM deliveries d
+      WHERE d.state IN ('pending', 'retry_scheduled')
+        AND (%(all_tenants)s OR d.tenant_id = ANY (%(tenant_ids)s::uuid[]))
+        AND (d.tenant_id, d.destination_id)
+            > (%(after_tenant)s::uuid, %(after_destination)s::uuid)
+      ORDER BY d.tenant_id, d.destination_id, d.next_attempt_at
+      LIMIT 1)
+    UNION ALL
+    SELECT nxt.tenant_id, nxt.destination_id, nxt.next_attempt_at, w.visited + 1,
+           w.due_found + (nxt.next_attempt_at <= now())::integer
+      FROM walk w
+     CROSS JOIN LATERAL (
+            SELECT d.tenant_id, d.destination_id, d.next_attempt_at
+              FROM deliveries d
+             WHERE d.state IN ('pending', 'retry_scheduled')
+               AND (%(all_tenants)s OR d.tenant_id = ANY (%(tenant_ids)s::uuid[]))
+               AND (d.tenant_id, d.destination_id) > (w.tenant_id, w.destination_id)
+             ORDER BY d.tenant_id, d.destination_id, d.next_attempt_at
+             LIMIT 1) AS nxt
+     WHERE w.visited < %(max_destinations)s AND w.due_found < %(limit)s
+), due_destinations AS (
+    SELECT tenant_id, destination_id FROM walk WHERE min_due <= now()
+), share AS (
+    SELECT greatest(1, ceil(%(limit)s::numeric / greatest(1, count(*))))::integer AS each
+      FROM due_destinations
+), in_flight AS (
+    SELECT tenant_id, destination_id, count(*) AS n
+      FROM deliveries
+     WHERE state = 'delivering'
+       AND (%(all_tenants)s OR tenant_id = ANY (%(tenant_ids)s::uuid[]))
+     GROUP BY tenant_id, destination_id
+), expired AS (
+    SELECT tenant_id, id, destination_id
       FROM deliveries
      WHERE state = 'delivering' AND locked_until < now()
        AND (%(all_tenants)s OR tenant_id = ANY (%(tenant_ids)s::uuid[]))
@@ -61,23 +99,36 @@ WITH expired AS (
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
 ), due AS (
-    SELECT tenant_id, id
-      FROM deliveries
-     WHERE state IN ('pending', 'retry_scheduled') AND next_attempt_at <= now()
-       AND (%(all_tenants)s OR tenant_id = ANY (%(tenant_ids)s::uuid[]))
-     ORDER BY next_attempt_at
-     LIMIT %(limit)s
-       FOR UPDATE SKIP LOCKED
+    SELECT x.tenant_id, x.id, x.destination_id, x.next_attempt_at
+      FROM due_destinations u
+      JOIN destinations dst ON dst.tenant_id = u.tenant_id AND dst.id = u.destination_id
+      LEFT JOIN in_flight f
+        ON f.tenant_id = u.tenant_id AND f.destination_id = u.destination_id
+     CROSS JOIN share
+     CROSS JOIN LATERAL (
+            SELECT d.tenant_id, d.id, d.destination_id, d.next_attempt_at
+              FROM deliveries d
+             WHERE d.tenant_id = u.tenant_id AND d.destination_id = u.destination_id
+               AND d.state IN ('pending', 'retry_scheduled') AND d.next_attempt_at <= now()
+             -- the full key of deliveries_waiting, so the planner walks that index
+             ORDER BY d.tenant_id, d.destination_id, d.next_attempt_at
+             LIMIT greatest(0, least(share.each, dst.max_in_flight - coalesce(f.n, 0)))
+               FOR UPDATE SKIP LOCKED) AS x
+), candidates AS (
+    SELECT tenant_id, id, destination_id, 0::bigint AS rank, now() AS due_at FROM expired
+    UNION ALL
+    SELECT tenant_id, id, destination_id,
+           row_number() OVER (PARTITION BY tenant_id, destination_id ORDER BY next_attempt_at),
+           next_attempt_at
+      FROM due
 ), picked AS (
     SELECT d.tenant_id, d.id, d.state AS old_state, d.attempt_count AS old_attempt_count,
            CASE WHEN dst.deleted_at IS NOT NULL THEN 'destination_missing'
                 WHEN NOT dst.enabled THEN 'destination_disabled' END AS refusal
-      FROM (SELECT tenant_id, id FROM expired
-            UNION ALL
-            SELECT tenant_id, id FROM due
-            LIMIT %(limit)s) AS c
+      FROM (SELECT tenant_id, id, destination_id FROM candidates
+             ORDER BY rank, due_at LIMIT %(limit)s) AS c
+      JOIN destinations dst ON dst.tenant_id = c.tenant_id AND dst.id = c.destination_id
       JOIN deliveries d ON d.tenant_id = c.tenant_id AND d.id = c.id
-      JOIN destinations dst ON dst.tenant_id = d.tenant_id AND dst.id = d.destination_id
 ), abandoned AS (
     UPDATE delivery_attempts a
        SET outcome = 'abandoned', retryable = true, finished_at = now(),
@@ -122,8 +173,12 @@ SELECT c.tenant_id, c.id, c.event_id, c.destination_id, c.attempt_count, c.creat
        dst.url, dst.timeout_ms, dst.max_attempts, dst.max_age_seconds,
        dst.backoff_initial_ms, dst.backoff_max_ms, dst.signing_secrets,
        (SELECT count(*) FROM refused) AS refused_count,
-       (SELECT count(*) FROM abandoned) AS abandoned_count
+       (SELECT count(*) FROM abandoned) AS abandoned_count,
+       last_visit.tenant_id AS walk_tenant, last_visit.destination_id AS walk_destination,
+       (last_visit.visited < %(max_destinations)s AND last_visit.due_found < %(limit)s)
+           AS walk_complete
   FROM claimed c
+  LEFT JOIN (SELECT * FROM walk ORDER BY visited DESC LIMIT 1) AS last_visit ON true
   JOIN events e ON e.tenant_id = c.tenant_id AND e.id = c.event_id
   JOIN destinations dst ON dst.tenant_id = c.tenant_id AND dst.id = c.destination_id;
 

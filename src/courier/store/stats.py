@@ -1,0 +1,40 @@
+"""Typed functions over the statements behind the queue gauges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from courier.store.queries import query
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    pending: int
+    retry_scheduled: int
+    delivering: int
+    oldest_due_seconds: float  # 0 when nothing is due
+
+    def depth(self) -> dict[str, int]:
+        """Deliveries by non-terminal state, as `courier_queue_depth{state}` shows them."""
+        return {
+            "pending": self.pending,
+            "retry_scheduled": self.retry_scheduled,
+            "delivering": self.delivering,
+        }
+
+
+async def read_queue_stats(conn: psycopg.AsyncConnection[Any]) -> QueueStats:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query("queue_stats"))
+        row = await cur.fetchone()
+    assert row is not None  # an aggregate always answers one row
+    return QueueStats(
+        pending=int(row["pending"]),
+        retry_scheduled=int(row["retry_scheduled"]),
+        delivering=int(row["delivering"]),
+        oldest_due_seconds=float(row["oldest_due_seconds"]),
+    )
