@@ -43,4 +43,29 @@ fmt: $(STAMP) ## format and autofix
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
-.PHONY: help install up test test-unit test-integration test-delivery-retry lint fmt
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) ## the benchmark (~12 min on 2 cores): courier vs HTTP ceiling, PgQueuer, Procrastinate; writes docs/benchmarks.md
+	$(BIN)/python -m bench
+
+bench-quick: $(BENCH_STAMP) ## a small benchmark smoke run (~2 min); prints, does not write docs/
+	$(BIN)/python -m bench --quick --no-write
+
+.PHONY: help install up test test-unit test-integration test-delivery-retry lint fmt bench bench-quick
+
+openapi: $(STAMP) ## regenerate docs/openapi.json from the app (a test fails when they drift)
+	$(BIN)/python -m courier.api.openapi docs/openapi.json
+
+.PHONY: openapi
+
+smoke-delivery-retry: $(STAMP) ## end to end: serve + 2 workers + a scripted local receiver, checked through the API (<1 min)
+	$(BIN)/python scripts/smoke_delivery_retry.py
+
+chaos: $(STAMP) ## full chaos run: 10,000 deliveries, worker SIGKILLs, PostgreSQL restarts, receiver pause (~2 min)
+	COURIER_CHAOS=full $(PYTEST) -q -s -m chaos tests/integration/test_chaos.py
+
+.PHONY: smoke-delivery-retry chaos

@@ -3,7 +3,7 @@
     python -m bench.ceiling --url http://127.0.0.1:PORT/hook --events 20000 --concurrency 64
 
 Posts the same small JSON bodies the contestants send, `--concurrency` in flight over
-one pooled session, and prints one JSON line: {"events", "elapsed_s", "rate"}.
+one pooled session, and prints one JSON line: {"events", "elapsed_s", "rate", "cpu_us"}.
 """
 
 from __future__ import annotations
@@ -48,7 +48,12 @@ def main() -> None:
     import uvloop
 
     elapsed = uvloop.run(post_all(args.url, args.events, args.concurrency))
-    result = {"events": args.events, "elapsed_s": elapsed, "rate": args.events / elapsed}
+    result = {
+        "events": args.events,
+        "elapsed_s": elapsed,
+        "rate": args.events / elapsed,
+        "cpu_us": time.process_time() / args.events * 1e6,  # this client's CPU per request
+    }
     print(orjson.dumps(result).decode(), flush=True)
 
 

@@ -24,13 +24,14 @@ from bench.contestant import WorkerCommand, WorkerSpec
 from bench.payloads import EVENT_TYPE, payload
 from courier.crypto import SecretBox, generate_key
 from courier.destinations import create_destination
-from courier.enqueue import enqueue_event, enqueue_event_async
+from courier.enqueue import enqueue_event_async
 from courier.store.migrate import migrate
 from courier.tenancy import create_tenant
 
 TENANT_NAME = "bench"
 SHUTDOWN_GRACE = "2"  # seconds a stopping worker waits for in-flight deliveries
 API_READY_TIMEOUT = 30.0  # seconds
+DESTINATION_MAX_IN_FLIGHT = 10_000  # the schema's upper bound
 
 # One statement fills the history: events, their delivered deliveries and attempts.
 FILL_HISTORY = """
@@ -94,6 +95,7 @@ class Courier:
             row, _ = create_destination(
                 conn, SecretBox(self.secret_key), tenant_id, name="receiver", url=receiver_url
             )
+            _lift_in_flight_cap(conn, tenant_id, row["id"])
         self.tenants[url] = tenant_id
         self.destinations[url] = row["id"]
 
@@ -133,16 +135,6 @@ class Courier:
         return CourierEnqueuer(conn, self.tenants[url])
 
     # -- courier only ---------------------------------------------------------------------
-
-    def enqueue_rate_python(self, url: str, events: int) -> float:
-        """`enqueue_event` called by an application, one event per committed transaction."""
-        tenant_id = self.tenants[url]
-        with psycopg.connect(url) as conn:
-            started = time.perf_counter()
-            for n in range(events):
-                with conn.transaction():
-                    enqueue_event(conn, tenant_id, EVENT_TYPE, payload(f"py-{n}", n))
-            return events / (time.perf_counter() - started)
 
     def fill_history(self, url: str, rows: int) -> float:
         """Insert `rows` terminal (delivered) deliveries; returns the seconds it took."""
@@ -186,6 +178,26 @@ class Courier:
                 return await _post_events(session, events_url, headers, events, concurrency)
         finally:
             procs.stop([child])
+
+
+def _lift_in_flight_cap(
+    conn: psycopg.Connection[Any], tenant_id: uuid.UUID, destination_id: uuid.UUID
+) -> None:
+    """Let the one benchmark destination take every worker slot.
+
+    Where destinations carry a `max_in_flight` cap (fairness between destinations), its
+    default would bound the whole benchmark, which has a single destination, far below
+    the worker concurrency under test; the peers have no such cap.
+    """
+    has_cap = conn.execute(
+        "SELECT 1 FROM information_schema.columns "
+        "WHERE table_name = 'destinations' AND column_name = 'max_in_flight'"
+    ).fetchone()
+    if has_cap:
+        conn.execute(
+            "UPDATE destinations SET max_in_flight = %s WHERE tenant_id = %s AND id = %s",
+            (DESTINATION_MAX_IN_FLIGHT, tenant_id, destination_id),
+        )
 
 
 async def _wait_http(session: aiohttp.ClientSession, url: str, child: procs.Child) -> bool:

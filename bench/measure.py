@@ -13,6 +13,7 @@ latency is the receiver's arrival time minus the time the enqueue call began, bo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import orjson
+import psutil
 import psycopg
 
 from bench import pg, procs
@@ -82,6 +84,8 @@ class ThroughputResult:
     enqueue_rate: float
     peak_rss_mb: float
     capped: bool
+    worker_cpu_us: float = 0.0  # worker processes' CPU time per finished job
+    db_cpu_us: float = 0.0  # CPU time of the workers' PostgreSQL backends per finished job
     note: str = ""
 
     @property
@@ -146,6 +150,20 @@ class Workers:
         await asyncio.sleep(SETTLE)
         return workers
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the worker processes have used so far."""
+        total = 0.0
+        for child in self.children:
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(child.pid).cpu_times()
+                total += times.user + times.system
+        return total
+
+    def check_alive(self) -> None:
+        for child in self.children:
+            if child.popen.poll() is not None:
+                raise procs.ChildFailed(f"{child.name} exited during the run:\n{child.tail()}")
+
     async def stop(self) -> float:
         """Stop the processes; returns the largest peak RSS of one of them, in MiB."""
         await asyncio.to_thread(procs.stop, self.children)
@@ -166,11 +184,28 @@ async def fresh_database(
     return name, url
 
 
-async def _wait_received(receiver: Receiver, target: int, deadline: float) -> None:
+async def backend_cpu(conn: psycopg.AsyncConnection[Any]) -> dict[int, float]:
+    """CPU seconds used so far by each of this database's other backends (the workers')."""
+    cur = await conn.execute(
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    found: dict[int, float] = {}
+    for (pid,) in await cur.fetchall():
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            found[pid] = times.user + times.system
+    return found
+
+
+async def _wait_received(
+    receiver: Receiver, target: int, deadline: float, workers: Workers
+) -> None:
     """Until the receiver has `target` requests or the wall clock passes `deadline`."""
     while True:
         if time.time() >= deadline or await receiver.count() >= target:
             return
+        workers.check_alive()
         await asyncio.sleep(POLL)
 
 
@@ -191,14 +226,20 @@ async def throughput(
         workers = await Workers.start(setup, contestant, url, receiver.url, spec)
         try:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                already = await contestant.done_count(conn)  # history rows, if any
+                worker_cpu = workers.cpu_seconds()
+                db_before = await backend_cpu(conn)
                 committed_at, enqueue_rate = await contestant.enqueue_bulk(url, events)
                 deadline = committed_at + cap_s
-                await _wait_received(receiver, events, deadline)
-                done = await contestant.done_count(conn)
+                await _wait_received(receiver, events, deadline, workers)
+                done = await contestant.done_count(conn) - already
                 while done < events and time.time() < deadline:
                     await asyncio.sleep(POLL / 5)
-                    done = await contestant.done_count(conn)
+                    done = await contestant.done_count(conn) - already
                 ended = time.time()
+                worker_cpu = workers.cpu_seconds() - worker_cpu
+                db_after = await backend_cpu(conn)
+                db_cpu = sum(t - db_before.get(pid, 0.0) for pid, t in db_after.items())
         finally:
             rss = await workers.stop()
     finally:
@@ -212,6 +253,8 @@ async def throughput(
         enqueue_rate=enqueue_rate,
         peak_rss_mb=rss,
         capped=done < events,
+        worker_cpu_us=worker_cpu / max(done, 1) * 1e6,
+        db_cpu_us=db_cpu / max(done, 1) * 1e6,
     )
 
 
@@ -241,7 +284,7 @@ async def latency(
                     sent[await enqueuer.enqueue_one(n)] = at
             finally:
                 await enqueuer.close()
-            await _wait_received(receiver, len(sent), time.time() + DRAIN_TIMEOUT)
+            await _wait_received(receiver, len(sent), time.time() + DRAIN_TIMEOUT, workers)
         finally:
             rss = await workers.stop()
     finally:
@@ -263,8 +306,10 @@ async def latency(
     )
 
 
-async def ceiling(receiver: Receiver, log_dir: Path, events: int, concurrency: int) -> float:
-    """Deliveries per second of a bare aiohttp client (its own process)."""
+async def ceiling(
+    receiver: Receiver, log_dir: Path, events: int, concurrency: int
+) -> tuple[float, float]:
+    """Requests per second of a bare aiohttp client (its own process), and its CPU µs each."""
     await receiver.reset()
     argv = procs.python_module(
         "bench.ceiling", "--url", receiver.url, "--events", str(events),
@@ -275,4 +320,23 @@ async def ceiling(receiver: Receiver, log_dir: Path, events: int, concurrency: i
     if code != 0:
         raise procs.ChildFailed(f"the ceiling client failed:\n{child.tail()}")
     last = child.output().strip().splitlines()[-1]
-    return float(orjson.loads(last)["rate"])
+    data = orjson.loads(last)
+    return float(data["rate"]), float(data["cpu_us"])
+
+
+async def enqueue_rate(
+    setup: Setup, contestant: Contestant, receiver: Receiver, events: int
+) -> float:
+    """Jobs per second enqueued one per committed transaction, no workers running."""
+    name, url = await fresh_database(setup, contestant, receiver)
+    try:
+        enqueuer = await contestant.open_enqueuer(url)
+        try:
+            started = time.perf_counter()
+            for n in range(events):
+                await enqueuer.enqueue_one(n)
+            return events / (time.perf_counter() - started)
+        finally:
+            await enqueuer.close()
+    finally:
+        await asyncio.to_thread(pg.drop_database, setup.server_url, name)

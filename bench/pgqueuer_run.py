@@ -117,7 +117,7 @@ async def run_worker(dsn: str, url: str, batch: int, concurrency: int) -> None:
     pool = await asyncpg.create_pool(dsn, min_size=2, max_size=POOL_SIZE)
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session, pool:
-        qm = QueueManager(AsyncpgPoolDriver(pool))
+        qm = QueueManager(Queries(AsyncpgPoolDriver(pool)))
 
         @qm.entrypoint(ENTRYPOINT)
         async def deliver(job: Job) -> None:

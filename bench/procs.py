@@ -7,6 +7,7 @@ worker leaves evidence, and the orchestrator reads readiness from that file.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -48,8 +49,11 @@ class Child:
         return "\n".join(self.output().splitlines()[-lines:])
 
 
+_spawned = itertools.count(1)
+
+
 def spawn(name: str, argv: Sequence[str], env: dict[str, str], log_dir: Path) -> Child:
-    log = log_dir / f"{name}.log"
+    log = log_dir / f"{next(_spawned):03d}-{name}.log"  # numbered: one file per process
     full_env = {**os.environ, **env}
     with log.open("wb") as out:
         popen = subprocess.Popen(

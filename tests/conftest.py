@@ -11,14 +11,21 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from courier.crypto import SecretBox, generate_key
 from courier.destinations import create_destination
 from courier.tenancy import create_tenant
+from tests.support.asyncapi import check_database_events
 from tests.support.database import create_database, drop_database, make_template, server_url
 from tests.support.receiver import Receiver
 
 TEST_SECRET_KEY = generate_key()
+
+# Hypothesis's per-example deadline is a wall-clock assertion; on a loaded machine it
+# fails tests for being slow, not wrong.
+hypothesis_settings.register_profile("courier", deadline=None)
+hypothesis_settings.load_profile("courier")
 
 
 @pytest.fixture(scope="session")
@@ -39,8 +46,12 @@ def template_db(pg_server: tuple[str, Any]) -> Iterator[str]:
 def db_url(pg_server: tuple[str, Any], template_db: str) -> Iterator[str]:
     url, _ = pg_server
     name = f"courier_t_{uuid.uuid4().hex[:12]}"
-    yield create_database(url, name, template=template_db)
-    drop_database(url, name)
+    test_url = create_database(url, name, template=template_db)
+    yield test_url
+    try:
+        check_database_events(test_url)  # every emitted event matches docs/asyncapi.yaml
+    finally:
+        drop_database(url, name)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import uuid
 from collections.abc import Callable
@@ -176,12 +177,32 @@ def serve_cmd(host: str | None, port: int | None) -> None:
 
 
 def _serve(settings: Settings, url: str) -> None:
+    import asyncio
+
     import uvicorn
 
     from courier.api.app import create_app
 
-    app = create_app(settings, url)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    config = uvicorn.Config(
+        create_app(settings, url), host=settings.host, port=settings.port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        # Our own handlers, installed first: uvicorn restores them and re-raises the signal
+        # after its graceful shutdown, which must not kill the process before the embedded
+        # database handle is released.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        await server.serve()
+
+    try:
+        import uvloop
+
+        uvloop.run(serve())
+    except ImportError:  # pragma: no cover
+        asyncio.run(serve())
 
 
 @main.command("up")

@@ -44,7 +44,9 @@ class SecretBox:
         parts = [k.strip() for k in keys.split(",") if k.strip()]
         if not parts:
             raise SecretKeyError("COURIER_SECRET_KEY is empty")
-        self._box = MultiFernet([_fernet(k) for k in parts])
+        fernets = [_fernet(k) for k in parts]
+        self._primary = fernets[0]
+        self._box = MultiFernet(fernets)
         self._decrypt = lru_cache(maxsize=4096)(self._decrypt_uncached)
 
     def encrypt(self, plaintext: str) -> str:
@@ -64,7 +66,21 @@ class SecretBox:
 
     def rotate(self, token: str) -> str:
         """Re-encrypt under the first key (for `courier secrets rekey`)."""
-        return self._box.rotate(token.encode("ascii")).decode("ascii")
+        try:
+            return self._box.rotate(token.encode("ascii")).decode("ascii")
+        except InvalidToken:
+            raise SecretKeyError(
+                "a stored signing secret cannot be decrypted with COURIER_SECRET_KEY "
+                "(wrong key, or the key that encrypted it was removed)"
+            ) from None
+
+    def is_current(self, token: str) -> bool:
+        """True when `token` is already encrypted under the first key."""
+        try:
+            self._primary.decrypt(token.encode("ascii"))
+        except (InvalidToken, UnicodeEncodeError):
+            return False
+        return True
 
 
 def random_token(nbytes: int = 32) -> str:

@@ -39,6 +39,7 @@ def create_destination(
     timeout_ms: int = 10_000,
     backoff_initial_ms: int = 5_000,
     backoff_max_ms: int = 36_000_000,
+    max_in_flight: int = 16,
     secret: str | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Returns the stored row and the plaintext signing secret (shown to the caller once)."""
@@ -54,6 +55,7 @@ def create_destination(
         "timeout_ms": timeout_ms,
         "backoff_initial_ms": backoff_initial_ms,
         "backoff_max_ms": backoff_max_ms,
+        "max_in_flight": max_in_flight,
         "signing_secrets": Jsonb([secret_entry(box, secret)], dumps=_dumps),
     }
     with conn.cursor(row_factory=dict_row) as cur:

@@ -28,12 +28,28 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode("utf-8")
 
 
+class HumanFormatter(logging.Formatter):
+    """A readable line, with the structured fields (if any) as key=value after it."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = [
+            f"{key}={value}"
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD and not key.startswith("_") and value is not None
+        ]
+        return f"{line}  [{' '.join(extras)}]" if extras else line
+
+
 def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(HumanFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -1,6 +1,7 @@
 """Prometheus metrics (CONTRACT section 6). One registry per process part, no globals.
 
-Labels are bounded: outcomes and states only, never delivery, event or tenant ids.
+Labels are bounded: outcomes and states, and destination ids up to a fixed number per
+process (the rest count as `other`); never delivery, event or tenant ids.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)  # seconds
+DESTINATION_LABEL_LIMIT = 500  # distinct destination_id label values per process
+OTHER_DESTINATION = "other"  # the label value past the limit
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 1800, 3600, 86400)
 
 
@@ -30,6 +33,14 @@ class CourierMetrics:
         self.dead_letters_total = Counter(
             "courier_dead_letters_total", "Deliveries dead-lettered", registry=r
         )
+        self.destination_attempts_total = Counter(
+            "courier_destination_attempts_total",
+            "Delivery attempts by destination and outcome (at most "
+            f"{DESTINATION_LABEL_LIMIT} destinations per process; the rest count as `other`)",
+            ["destination_id", "outcome"],
+            registry=r,
+        )
+        self._destination_labels: set[str] = set()
         self.stale_completions_total = Counter(
             "courier_stale_completions_total",
             "Completions dropped because another worker had taken the lease over",
@@ -51,6 +62,16 @@ class CourierMetrics:
         self.in_flight = Gauge(
             "courier_worker_in_flight", "Deliveries this worker holds", registry=r
         )
+        self.stream_clients = Gauge(
+            "courier_stream_clients",
+            "Clients connected to the lifecycle-event stream (SSE)",
+            registry=r,
+        )
+        self.stream_clients_dropped_total = Counter(
+            "courier_stream_clients_dropped_total",
+            "Stream clients dropped because they did not keep up",
+            registry=r,
+        )
         self.attempt_duration_seconds = Histogram(
             "courier_attempt_duration_seconds",
             "Duration of one delivery attempt",
@@ -63,3 +84,13 @@ class CourierMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+
+    def destination_attempt(self, destination_id: object, outcome: str) -> None:
+        """Count an attempt for its destination; cardinality stays bounded by the limit."""
+        label = str(destination_id)
+        if label not in self._destination_labels:
+            if len(self._destination_labels) >= DESTINATION_LABEL_LIMIT:
+                label = OTHER_DESTINATION
+            else:
+                self._destination_labels.add(label)
+        self.destination_attempts_total.labels(label, outcome).inc()

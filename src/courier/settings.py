@@ -42,6 +42,11 @@ class Settings(BaseSettings):
 
     log_format: str = Field(default="json", pattern="^(json|human)$")
 
+    # Observability: `/metrics` asks for `Authorization: Bearer <token>` when this is set;
+    # a worker serves its own `/metrics` on this port when set (unset: no metrics server).
+    metrics_token: SecretStr | None = None
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
     def worker_tenant_refs(self) -> list[str] | None:
         """The tenants a worker serves; None means all (written out as `*`)."""
         if not self.worker_tenants or not self.worker_tenants.strip():

@@ -21,6 +21,7 @@ from courier.api import problems
 from courier.api.body_limit import BodyLimitMiddleware
 from courier.api.openapi import build_openapi, errors
 from courier.api.routes import audit, deliveries, destinations, events
+from courier.api.routes import observability as observability_routes
 from courier.api.schemas import Health
 from courier.crypto import SecretBox
 from courier.settings import Settings
@@ -64,6 +65,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_payload_bytes)
     for module in (destinations, events, deliveries, audit):
         app.include_router(module.router)
+    app.include_router(observability_routes.router)  # delivery-events feed/stream, /metrics
 
     @app.get(
         "/healthz",

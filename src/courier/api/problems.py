@@ -24,11 +24,13 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://courier.dev/problems/"
 RETRY_AFTER_SECONDS = 5  # what a 503 asks clients to wait
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 log = logging.getLogger("courier.api")
 
@@ -183,9 +185,40 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
 async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else _slug(exc.status_code)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode (not UTF-8, not JSON): the
+        # contract makes every unreadable or invalid body a 422 naming the field.
+        return problem_response(
+            422,
+            "body: could not be read as JSON",
+            slug="validation-error",
+            title="Request validation failed",
+            errors=[FieldError(field="body", location="body", message="not valid JSON")],
+        )
     if exc.status_code == 404:
         detail = "No such resource."
-    return problem_response(exc.status_code, detail, headers=dict(exc.headers or {}))
+    elif exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return problem_response(exc.status_code, detail, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's).
+
+    Probed with a fresh scope per method: the request's own scope carries routing state.
+    """
+    allowed = []
+    for method in _METHODS:
+        probe = {
+            "type": "http",
+            "path": request.scope["path"],
+            "root_path": request.scope.get("root_path", ""),
+            "method": method,
+        }
+        if any(route.matches(probe)[0] == Match.FULL for route in request.app.routes):
+            allowed.append(method)
+    return allowed
 
 
 async def _on_unavailable(request: Request, exc: Exception) -> Response:

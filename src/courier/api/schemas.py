@@ -10,7 +10,16 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+)
 
 T = TypeVar("T")
 
@@ -63,6 +72,14 @@ TimeoutMs = Annotated[int, Field(ge=100, le=300_000)]
 BackoffInitialMs = Annotated[int, Field(ge=100, le=2_147_483_647)]
 BackoffMaxMs = Annotated[int, Field(ge=100, le=9_223_372_036_854_775_807)]
 EventTypes = Annotated[list[EventTypeFilter], Field(max_length=100)]
+MaxInFlight = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=10_000,
+        description="deliveries to this destination in flight at once, across all workers",
+    ),
+]
 
 
 class Page(BaseModel, Generic[T]):
@@ -73,12 +90,9 @@ class Page(BaseModel, Generic[T]):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields and loose types (`"1"` for 1, 0 for false) are 422s."""
 
-
-def _check_backoff(initial: int | None, maximum: int | None) -> None:
-    if initial is not None and maximum is not None and maximum < initial:
-        raise ValueError("backoff_max_ms must be at least backoff_initial_ms")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class DestinationCreate(_Strict):
@@ -91,11 +105,7 @@ class DestinationCreate(_Strict):
     timeout_ms: TimeoutMs = 10_000
     backoff_initial_ms: BackoffInitialMs = 5_000
     backoff_max_ms: BackoffMaxMs = 36_000_000
-
-    @model_validator(mode="after")
-    def _backoff(self) -> DestinationCreate:
-        _check_backoff(self.backoff_initial_ms, self.backoff_max_ms)
-        return self
+    max_in_flight: MaxInFlight = 16
 
 
 class DestinationUpdate(_Strict):
@@ -110,14 +120,15 @@ class DestinationUpdate(_Strict):
     timeout_ms: TimeoutMs | None = None
     backoff_initial_ms: BackoffInitialMs | None = None
     backoff_max_ms: BackoffMaxMs | None = None
+    max_in_flight: MaxInFlight | None = None
 
-    @model_validator(mode="after")
-    def _no_nulls(self) -> DestinationUpdate:
-        for name in self.model_fields_set:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        _check_backoff(self.backoff_initial_ms, self.backoff_max_ms)
-        return self
+    @field_validator("*")
+    @classmethod
+    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        # Runs only for fields the request sent (defaults are not validated).
+        if value is None:
+            raise ValueError(f"{info.field_name} cannot be null")
+        return value
 
     def changes(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
@@ -135,6 +146,7 @@ class Destination(BaseModel):
     timeout_ms: int
     backoff_initial_ms: int
     backoff_max_ms: int
+    max_in_flight: int
     disabled_reason: str | None
     created_at: datetime
     updated_at: datetime
@@ -157,6 +169,22 @@ class DestinationSecrets(BaseModel):
     destination_id: uuid.UUID
     signing_secret: str = Field(description="the newest secret: the one to verify with")
     secrets: list[SigningSecret] = Field(description="every live secret, newest first")
+
+
+class SecretRotate(_Strict):
+    grace_period_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        le=604_800,
+        description="how long the previous secrets keep signing (seconds); 0 stops them at once",
+    )
+
+
+class SecretRotated(BaseModel):
+    signing_secret: str = Field(description="the new `whsec_…` secret; shown only here")
+    previous_expires_at: datetime | None = Field(
+        description="when the previous secrets stop signing; null when none was live"
+    )
 
 
 class EventCreate(_Strict):
@@ -228,3 +256,90 @@ class AuditRecord(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok", "ready"]
+
+
+# Operations: replay, bulk replay, outage recovery, destination health (issue 9).
+
+ReplayState = Literal["dead_lettered", "failed"]
+# JSON has no uuid or date-time type: these take their text form despite _Strict
+UuidText = Annotated[uuid.UUID, Field(strict=False)]
+TimeText = Annotated[AwareDatetime, Field(strict=False, examples=["2025-01-01T12:00:00Z"])]
+
+
+class DeadLetterReplay(_Strict):
+    """Which terminal deliveries to replay; every field narrows the selection."""
+
+    destination_id: UuidText | None = None
+    since: TimeText | None = Field(default=None, description="ended at or after this time")
+    until: TimeText | None = Field(default=None, description="ended before this time")
+    states: list[ReplayState] = Field(
+        default_factory=lambda: ["dead_lettered"], min_length=1, max_length=2
+    )
+    dry_run: bool = Field(default=False, description="count and list; change nothing")
+    cursor: str | None = Field(
+        default=None, max_length=200, description="`next_cursor` of the previous call"
+    )
+
+
+class BulkReplayed(BaseModel):
+    count: int = Field(description="deliveries replayed (or, on a dry run, that would be)")
+    delivery_ids: list[uuid.UUID] = Field(
+        description="the new deliveries; on a dry run, the deliveries that would be replayed"
+    )
+    next_cursor: str | None = Field(
+        description="more remain: send it as `cursor` with the same filter; null when done"
+    )
+    dry_run: bool
+
+
+class DestinationRecover(_Strict):
+    since: TimeText = Field(description="the start of the outage (e.g. `recovery.since`)")
+    until: TimeText | None = Field(default=None, description="the end of the window")
+    dry_run: bool = Field(default=False, description="count and list; change nothing")
+
+
+class DestinationRecovered(BaseModel):
+    count: int = Field(description="deliveries made (or, on a dry run, that would be)")
+    delivery_ids: list[uuid.UUID] = Field(description="the new deliveries (empty on a dry run)")
+    missed_events: int = Field(description="events that had no delivery to the destination")
+    disabled_failures: int = Field(description="its `destination_disabled` failures replayed")
+    event_ids: list[uuid.UUID] = Field(description="the events given a delivery")
+    replayed_ids: list[uuid.UUID] = Field(description="the failed deliveries replayed")
+    more: bool = Field(description="the bound was reached: call again to continue")
+    dry_run: bool
+
+
+class DestinationRecovery(BaseModel):
+    """What a destination missed while it was off (shown when it is enabled again)."""
+
+    since: datetime = Field(description="when it was disabled")
+    missed_events: int = Field(description="matching events that arrived, with no delivery")
+    disabled_failures: int = Field(description="deliveries that failed as destination_disabled")
+
+
+class DestinationPatched(Destination):
+    recovery: DestinationRecovery | None = Field(
+        default=None,
+        description="only when this change enabled a disabled destination: what it missed; "
+        "`POST /v1/destinations/{id}/recover` with `since` delivers it",
+    )
+
+
+class DestinationHealth(BaseModel):
+    destination_id: uuid.UUID
+    enabled: bool
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    consecutive_failures: int = Field(description="failed attempts since the last success")
+    last_success_at: datetime | None
+    last_attempt_at: datetime | None
+    attempts_last_hour: int
+    success_ratio_last_hour: float | None = Field(
+        description="succeeded ÷ finished attempts over the last hour; null without attempts"
+    )
+    failing_since: datetime | None = Field(
+        description="the first failed attempt after the last success, while it was enabled"
+    )
+    gone_since: datetime | None = Field(
+        description="the first of an unbroken run of `410 Gone` answers"
+    )

@@ -27,13 +27,14 @@ def database_url(settings: Settings) -> Iterator[str]:
 
 
 def describe_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    from urllib.parse import urlsplit
+    """Where a connection string points, without user or password: safe for messages."""
+    from psycopg.conninfo import conninfo_to_dict
 
     try:
-        parts = urlsplit(url)
-    except ValueError:
+        params = conninfo_to_dict(url)
+    except Exception:  # an unparseable string is still never echoed back
         return "<unparseable database URL>"
-    host = parts.hostname or "local socket"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    host = str(params.get("host") or "local socket")
+    port = f":{params['port']}" if params.get("port") else ""
+    dbname = str(params.get("dbname") or "")
+    return f"postgresql://{host}{port}/{dbname}"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
 
@@ -141,19 +142,24 @@ async def complete_attempts(
     conn: psycopg.AsyncConnection[Any], *, worker_id: str, completions: Sequence[Completion]
 ) -> list[Completed]:
     """Write a batch of finished attempts in one statement; returns those not fenced out."""
-    params = {
-        "worker_id": worker_id,
-        "tenant_ids": [c.tenant_id for c in completions],
-        "delivery_ids": [c.delivery_id for c in completions],
-        "attempt_numbers": [c.attempt_number for c in completions],
-        "states": [c.state for c in completions],
-        "retry_delays": [c.retry_delay_s for c in completions],
-        "outcomes": [c.outcome for c in completions],
-        "http_statuses": [c.http_status for c in completions],
-        "error_summaries": [c.error_summary for c in completions],
-        "durations_ms": [c.duration_ms for c in completions],
-        "reasons": [c.reason for c in completions],
-    }
+    batch = orjson.dumps(
+        [
+            {
+                "tenant_id": c.tenant_id,
+                "delivery_id": c.delivery_id,
+                "attempt_number": c.attempt_number,
+                "state": c.state,
+                "retry_delay": c.retry_delay_s,
+                "outcome": c.outcome,
+                "http_status": c.http_status,
+                "error_summary": c.error_summary,
+                "duration_ms": c.duration_ms,
+                "reason": c.reason,
+            }
+            for c in completions
+        ]
+    ).decode("utf-8")
+    params = {"worker_id": worker_id, "batch": batch}
     async with conn.cursor() as cur:
         await cur.execute(query("complete_attempts"), params)
         rows = await cur.fetchall()

@@ -7,6 +7,7 @@ another tenant's rows. Lists return up to `limit + 1` rows: the caller pages wit
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, LiteralString
 
 import psycopg
@@ -81,6 +82,7 @@ async def update_destination(
             "timeout_ms",
             "backoff_initial_ms",
             "backoff_max_ms",
+            "max_in_flight",
         )
     }
     params.update(tenant_id=tenant_id, id=destination_id, actor=actor, changed=changed)
@@ -104,6 +106,28 @@ async def read_destination_secrets(
         return None
     entries: list[dict[str, Any]] = row["signing_secrets"]
     return entries
+
+
+async def rotate_destination_secret(
+    conn: AsyncConn,
+    tenant_id: uuid.UUID,
+    destination_id: uuid.UUID,
+    actor: str,
+    signing_secrets: Any,
+    *,
+    grace_period_seconds: int,
+    previous_expires_at: datetime | None,
+) -> bool:
+    """Store the rotated entries (already encrypted) of a row the caller locked."""
+    params = {
+        "tenant_id": tenant_id,
+        "id": destination_id,
+        "actor": actor,
+        "signing_secrets": signing_secrets,
+        "grace_period_seconds": grace_period_seconds,
+        "previous_expires_at": previous_expires_at,
+    }
+    return await _one(conn, "api_rotate_destination_secret", params) is not None
 
 
 async def list_deliveries(

@@ -52,9 +52,6 @@ async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
-ClientFactory = Callable[..., Any]
-
-
 @pytest.fixture
 def make_tenant(conn: psycopg.Connection[Any]) -> Callable[[], Tenant]:
     def make() -> Tenant:

@@ -12,7 +12,9 @@ import psycopg
 from tests.integration.api.conftest import Tenant, create_destination, send_event
 
 
-def _id_routes(destination_id: str, delivery_id: str) -> list[tuple[str, str, dict[str, Any] | None]]:
+def _id_routes(
+    destination_id: str, delivery_id: str
+) -> list[tuple[str, str, dict[str, Any] | None]]:
     return [
         ("GET", f"/v1/destinations/{destination_id}", None),
         ("PATCH", f"/v1/destinations/{destination_id}", {"enabled": False}),

@@ -1,17 +1,18 @@
-"""/v1/destinations: create, list, read, change, delete, and the explicit secret read.
+"""/v1/destinations: create, list, read, change, delete, the explicit secret read and
+secret rotation.
 
-Responses never carry a signing secret, except the create answer and
+Responses never carry a signing secret, except the create answer, the rotate answer and
 `GET /v1/destinations/{id}/secret`.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Body, Response, status
 from psycopg.types.json import Jsonb
 
 from courier.api.auth import CallerDep
@@ -26,10 +27,13 @@ from courier.api.schemas import (
     DestinationSecrets,
     DestinationUpdate,
     Page,
+    SecretRotate,
+    SecretRotated,
     SigningSecret,
 )
 from courier.api.urls import url_problem
 from courier.destinations import secret_entry
+from courier.rotation import rotate_entries
 from courier.settings import Settings
 from courier.signing import generate_secret
 from courier.store import resources
@@ -63,6 +67,8 @@ async def create_destination(
     box: BoxDep,
 ) -> DestinationCreated:
     _check_url(body.url, settings)
+    if body.backoff_max_ms < body.backoff_initial_ms:
+        raise invalid_field("backoff_max_ms", "must be at least backoff_initial_ms")
     secret = generate_secret()
     fields = body.model_dump()
     fields["signing_secrets"] = Jsonb([secret_entry(box, secret)], dumps=_dumps)
@@ -180,3 +186,42 @@ async def read_destination_secret(
     return DestinationSecrets(
         destination_id=destination_id, signing_secret=live[0].secret, secrets=live
     )
+
+
+@router.post(
+    "/{destination_id}/rotate-secret",
+    summary="Rotate the signing secret; the previous one keeps signing for a grace period",
+    response_model=SecretRotated,
+    responses=errors(404, 413, 422),
+)
+async def rotate_destination_secret(
+    destination_id: uuid.UUID,
+    caller: CallerDep,
+    conn: ConnDep,
+    box: BoxDep,
+    body: Annotated[SecretRotate | None, Body()] = None,
+) -> SecretRotated:
+    """During the grace period every request carries one signature per live secret;
+    an earlier expiry of an older secret is never extended; expired secrets are dropped."""
+    grace = (body or SecretRotate()).grace_period_seconds
+    secret = generate_secret()
+    async with conn.transaction():
+        current = await resources.lock_destination(conn, caller.tenant_id, destination_id)
+        if current is None:
+            raise NotFound(NOUN)
+        rotated = rotate_entries(
+            current["signing_secrets"],
+            secret_entry(box, secret),
+            now=datetime.now(UTC),
+            grace_seconds=grace,
+        )
+        await resources.rotate_destination_secret(
+            conn,
+            caller.tenant_id,
+            destination_id,
+            caller.actor,
+            Jsonb(rotated.entries, dumps=_dumps),
+            grace_period_seconds=grace,
+            previous_expires_at=rotated.previous_expires_at,
+        )
+    return SecretRotated(signing_secret=secret, previous_expires_at=rotated.previous_expires_at)

@@ -76,10 +76,12 @@ async def create_event(
     return EventAccepted(
         id=result.event_id,
         deliveries=[
-            EventDelivery(
-                id=d.id,
-                destination_id=d.destination_id,
-                state=d.state if result.created else "pending",  # type: ignore[arg-type]
+            EventDelivery.model_validate(
+                {
+                    "id": d.id,
+                    "destination_id": d.destination_id,
+                    "state": d.state if result.created else "pending",
+                }
             )
             for d in result.deliveries
         ],

@@ -29,10 +29,10 @@ SELECT *
 WITH created AS (
     INSERT INTO destinations (tenant_id, name, url, enabled, event_types, max_attempts,
                               max_age_seconds, timeout_ms, backoff_initial_ms, backoff_max_ms,
-                              signing_secrets)
+                              max_in_flight, signing_secrets)
     VALUES (%(tenant_id)s, %(name)s, %(url)s, %(enabled)s, %(event_types)s, %(max_attempts)s,
             %(max_age_seconds)s, %(timeout_ms)s, %(backoff_initial_ms)s, %(backoff_max_ms)s,
-            %(signing_secrets)s)
+            %(max_in_flight)s, %(signing_secrets)s)
     RETURNING *
 ), audit AS (
     INSERT INTO audit_records (tenant_id, actor, action, destination_id, data)
@@ -51,6 +51,7 @@ WITH updated AS (
            event_types = %(event_types)s, max_attempts = %(max_attempts)s,
            max_age_seconds = %(max_age_seconds)s, timeout_ms = %(timeout_ms)s,
            backoff_initial_ms = %(backoff_initial_ms)s, backoff_max_ms = %(backoff_max_ms)s,
+           max_in_flight = %(max_in_flight)s,
            disabled_reason = CASE WHEN %(enabled)s THEN NULL ELSE disabled_reason END,
            updated_at = now()
      WHERE tenant_id = %(tenant_id)s AND id = %(id)s AND deleted_at IS NULL
@@ -88,6 +89,38 @@ WITH dst AS (
     SELECT tenant_id, %(actor)s, 'destination.secret_read', id FROM dst
 )
 SELECT id, signing_secrets FROM dst;
+
+-- name: api_rotate_destination_secret
+-- Writes the rotated secret list (the caller locked the row with api_lock_destination
+-- and built the list) and an audit record; the record holds no secret.
+WITH rotated AS (
+    UPDATE destinations
+       SET signing_secrets = %(signing_secrets)s, updated_at = now()
+     WHERE tenant_id = %(tenant_id)s AND id = %(id)s AND deleted_at IS NULL
+    RETURNING tenant_id, id
+), audit AS (
+    INSERT INTO audit_records (tenant_id, actor, action, destination_id, data)
+    SELECT tenant_id, %(actor)s, 'destination.secret_rotated', id,
+           jsonb_build_object('grace_period_seconds', %(grace_period_seconds)s::int,
+                              'previous_expires_at', %(previous_expires_at)s::timestamptz)
+      FROM rotated
+)
+SELECT id FROM rotated;
+
+-- name: secrets_rekey_batch
+-- `courier secrets rekey`: the next batch of destinations (deleted ones too: their
+-- secrets are still ciphertext under the old key), locked, in key order.
+SELECT tenant_id, id, signing_secrets
+  FROM destinations
+ WHERE (tenant_id, id) > (%(after_tenant)s::uuid, %(after_id)s::uuid)
+ ORDER BY tenant_id, id
+ LIMIT %(limit)s
+   FOR UPDATE;
+
+-- name: secrets_rekey_update
+UPDATE destinations
+   SET signing_secrets = %(signing_secrets)s
+ WHERE tenant_id = %(tenant_id)s AND id = %(id)s;
 
 -- name: api_list_deliveries
 SELECT *

@@ -188,13 +188,12 @@ SELECT c.tenant_id, c.id, c.event_id, c.destination_id, c.attempt_count, c.creat
 -- lease was taken over cannot overwrite the new owner's result. Returns the
 -- rows that were written; a missing row was fenced out.
 WITH input AS (
+    -- One JSON document carries the whole batch: far cheaper to send than ten arrays.
     SELECT *
-      FROM unnest(%(tenant_ids)s::uuid[], %(delivery_ids)s::uuid[], %(attempt_numbers)s::integer[],
-                  %(states)s::text[], %(retry_delays)s::float8[], %(outcomes)s::text[],
-                  %(http_statuses)s::integer[], %(error_summaries)s::text[],
-                  %(durations_ms)s::integer[], %(reasons)s::text[])
-           AS i(tenant_id, delivery_id, attempt_number, state, retry_delay, outcome,
-                http_status, error_summary, duration_ms, reason)
+      FROM jsonb_to_recordset(%(batch)s::jsonb)
+           AS i(tenant_id uuid, delivery_id uuid, attempt_number integer, state text,
+                retry_delay float8, outcome text, http_status integer, error_summary text,
+                duration_ms integer, reason text)
 ), done AS (
     UPDATE deliveries d
        SET state = i.state,
@@ -284,10 +283,10 @@ SELECT k.tenant_id, k.id AS key_id
 -- name: create_destination
 INSERT INTO destinations (tenant_id, name, url, enabled, event_types, max_attempts,
                           max_age_seconds, timeout_ms, backoff_initial_ms, backoff_max_ms,
-                          signing_secrets)
+                          max_in_flight, signing_secrets)
 VALUES (%(tenant_id)s, %(name)s, %(url)s, %(enabled)s, %(event_types)s, %(max_attempts)s,
         %(max_age_seconds)s, %(timeout_ms)s, %(backoff_initial_ms)s, %(backoff_max_ms)s,
-        %(signing_secrets)s)
+        %(max_in_flight)s, %(signing_secrets)s)
 RETURNING *;
 
 -- name: set_destination_enabled

@@ -1,0 +1,400 @@
+"""docs/benchmarks.md and docs/benchmarks.png from one run's Results.
+
+Re-render from a run's raw results: python -m bench.report RESULTS_JSON [OUTPUT_MD]
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+from bench.measure import ThroughputResult
+from bench.results import Results
+
+PEERS = ("pgqueuer", "procrastinate")
+TITLES = {"courier": "courier", "pgqueuer": "PgQueuer", "procrastinate": "Procrastinate"}
+RSS_TARGET_MB = 150.0
+P50_TARGET_MS = 15.0
+
+
+def _n(value: float | None, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _x(value: float) -> str:
+    return f"{value:.2f}×" if value and not math.isnan(value) else "n/a"
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def main_table(results: Results) -> list[str]:
+    courier = results.median_rate("courier")
+    ceiling = results.ceiling_median
+    rows = [
+        [
+            "HTTP ceiling (bare aiohttp, no database)",
+            f"1p × c{results.plan.concurrency}",
+            _n(ceiling),
+            f"{_n(min(results.ceiling, default=0))}–{_n(max(results.ceiling, default=0))}",
+            "100%",
+            _x(_ratio(courier, ceiling)),
+            "–",
+            "–",
+            "–",
+            "–",
+        ]
+    ]
+    for name in ("courier", *PEERS):
+        if name not in results.main:
+            continue
+        rate = results.median_rate(name)
+        low, high = results.rate_range(name)
+        capped = any(r.capped for r in results.main[name])
+        lat = results.latency.get(name)
+        latency = f"{lat.p50_ms:.1f} / {lat.p95_ms:.1f} / {lat.p99_ms:.1f}" if lat else "n/a"
+        rows.append(
+            [
+                TITLES[name] + (" (capped)" if capped else ""),
+                results.best.get(name, ""),
+                _n(rate),
+                f"{_n(low)}–{_n(high)}",
+                f"{_ratio(rate, ceiling):.0%}" if ceiling else "n/a",
+                "–" if name == "courier" else _x(_ratio(courier, rate)),
+                _n(results.median_enqueue_bulk(name)),
+                _n(results.enqueue_single.get(name)),
+                latency,
+                _n(results.peak_rss(name)),
+            ]
+        )
+    header = [
+        "contestant",
+        "best config",
+        "deliveries/s (median)",
+        "range",
+        "of ceiling",
+        "courier ×",
+        "enqueue/s, bulk",
+        "enqueue/s, 1 per txn",
+        "p50 / p95 / p99 ms",
+        "worker peak RSS MiB",
+    ]
+    return _table(header, rows)
+
+
+def targets(results: Results) -> list[tuple[str, str, bool | None]]:
+    courier = results.median_rate("courier")
+    found: list[tuple[str, str, bool | None]] = []
+    share = _ratio(courier, results.ceiling_median)
+    found.append(("courier ≥ 65% of the HTTP ceiling", f"{share:.0%}", share >= 0.65))
+    for name, wanted in (("pgqueuer", 1.25), ("procrastinate", 8.0)):
+        peer = results.median_rate(name)
+        if name not in results.main:
+            found.append((f"≥ {wanted}× {TITLES[name]}", "not run", None))
+            continue
+        ratio = _ratio(courier, peer)
+        capped = " (peer capped)" if any(r.capped for r in results.main[name]) else ""
+        found.append((f"≥ {wanted}× {TITLES[name]}", f"{ratio:.2f}×{capped}", ratio >= wanted))
+    lat = results.latency.get("courier")
+    if lat:
+        found.append(
+            (
+                f"p50 enqueue → delivered ≤ {P50_TARGET_MS:.0f} ms at {lat.offered_rate:.0f}/s",
+                f"{lat.p50_ms:.1f} ms",
+                lat.p50_ms <= P50_TARGET_MS,
+            )
+        )
+    rss = results.peak_rss("courier")
+    found.append((f"worker RSS ≤ {RSS_TARGET_MB:.0f} MB", f"{rss:.0f} MiB", rss <= RSS_TARGET_MB))
+    slow = [r for r in results.slow if r.contestant == "courier" and "c64 " in r.spec + " "]
+    if slow:
+        found.append(
+            (
+                "100 ms receiver: 1 worker × 64 in flight ≈ 600/s",
+                f"{slow[0].rate:,.0f}/s",
+                slow[0].rate >= 0.9 * 64 / (results.plan.slow_delay_ms / 1000),
+            )
+        )
+    return found
+
+
+def summary(results: Results) -> str:
+    lines = ["", *main_table(results), ""]
+    for target, measured, met in targets(results):
+        mark = {True: "met", False: "NOT met", None: "–"}[met]
+        lines.append(f"  {mark:8} {target}: {measured}")
+    return "\n".join(lines)
+
+
+def _throughput_rows(runs: list[ThroughputResult], label: str | None = None) -> list[list[str]]:
+    rows = []
+    for r in runs:
+        rows.append(
+            [
+                label or TITLES.get(r.contestant, r.contestant),
+                r.spec,
+                _n(r.events),
+                _n(r.rate)
+                + (f" (capped at {r.elapsed_s:.0f}s: {r.done:,} done)" if r.capped else ""),
+                _n(r.enqueue_rate),
+                _n(r.peak_rss_mb),
+                _n(r.worker_cpu_us),
+                _n(r.db_cpu_us),
+            ]
+        )
+    return rows
+
+
+THROUGHPUT_HEADER = [
+    "contestant",
+    "config",
+    "events",
+    "deliveries/s",
+    "enqueue/s",
+    "peak RSS MiB",
+    "worker CPU µs/job",
+    "PostgreSQL CPU µs/job",
+]
+
+
+def cpu_table(results: Results) -> list[str]:
+    """CPU per delivery: what bounds throughput when the cores, not waiting, run out."""
+    rows = []
+    if results.ceiling_cpu_us:
+        client = statistics.median(results.ceiling_cpu_us)
+        rows.append(["HTTP ceiling client", _n(client), "0", _n(client)])
+    for name in ("courier", *PEERS):
+        runs = [r for r in results.main.get(name, []) if r.done]
+        if not runs:
+            continue
+        worker = statistics.median(r.worker_cpu_us for r in runs)
+        db = statistics.median(r.db_cpu_us for r in runs)
+        rows.append([TITLES[name], _n(worker), _n(db), _n(worker + db)])
+    return _table(["", "worker µs/job", "PostgreSQL µs/job", "total µs/job"], rows)
+
+
+def markdown(results: Results, plot_name: str) -> str:
+    plan = results.plan
+    out = [
+        "# Benchmarks",
+        "",
+        f"The last `{results.command}` run ({results.started_at}, "
+        f"{results.duration_s / 60:.1f} minutes). Rerun with `make bench`; "
+        "`make bench-quick` is a two-minute smoke version. The harness lives in `bench/`.",
+        "",
+        f"![throughput and latency]({plot_name})",
+        "",
+        "## Result",
+        "",
+        *main_table(results),
+        "",
+        f"Deliveries per second: {plan.events:,} jobs enqueued and committed at once into "
+        "idle workers; the clock stops when the queue's own tables show all of them "
+        f"durably finished. Median of {plan.runs} runs, interleaved across contestants. "
+        f"A run still busy after {plan.cap_s:.0f} s is scored on what it had finished "
+        "(marked capped). *courier ×* is courier's median over that row's. Latency: "
+        f"{plan.latency_rate:.0f} jobs/s for {plan.latency_s:.0f} s, one per transaction, "
+        "from the start of the enqueue call to the receiver's arrival time. "
+        "*bulk* enqueue: courier calls `enqueue_event` once per event inside one "
+        "transaction; the peers use their batch APIs (one statement). *1 per txn*: each "
+        "job its own committed transaction, one connection.",
+        "",
+        "## Where the CPU goes",
+        "",
+        *cpu_table(results),
+        "",
+        "CPU time per finished job in the main runs (user + system, from /proc): the worker "
+        "processes, and the PostgreSQL backends serving them (the enqueuing connection, "
+        "WAL writer and checkpointer are not counted). The receiver's share is the same for "
+        "every contestant. On 2 cores, 2 s of CPU per second is all there is: a total of "
+        "T µs per job caps throughput near 2,000,000 / (T + receiver) jobs/s, however the "
+        "waiting is arranged. These figures hold even when other load shares the machine, "
+        "where rates do not.",
+        "",
+        "## Targets",
+        "",
+        *_table(
+            ["target", "measured", "met"],
+            [
+                [t, m, {True: "yes", False: "**no**", None: "–"}[ok]]
+                for t, m, ok in targets(results)
+            ],
+        ),
+        "",
+    ]
+    if results.enqueue_http is not None:
+        out.append(
+            f"Enqueue over the HTTP API (`POST /v1/events`, {results.enqueue_http_note}): "
+            f"{_n(results.enqueue_http)}/s."
+        )
+    else:
+        out.append(f"Enqueue over the HTTP API: not measured ({results.enqueue_http_note}).")
+    out += ["", "## Sweeps (each contestant's best configuration is used above)", ""]
+    sweep_rows: list[list[str]] = []
+    for runs in results.sweeps.values():
+        sweep_rows += _throughput_rows(runs)
+    out += _table(THROUGHPUT_HEADER, sweep_rows)
+    out += [
+        "",
+        "Config `Np × cC × bB`: N worker processes, C jobs in flight per process, "
+        "B jobs claimed per fetch (courier `COURIER_WORKER_BATCH_SIZE`, PgQueuer "
+        "`batch_size`; Procrastinate fetches one job per query).",
+        "",
+        "## Cost growth",
+        "",
+    ]
+    growth_rows = _throughput_rows(results.history[:1], "courier, empty table")
+    growth_rows += _throughput_rows(
+        results.history[1:], f"courier, {plan.history_rows:,} terminal deliveries"
+    )
+    growth_rows += _throughput_rows(results.main.get("courier", [])[:1], "courier")
+    growth_rows += _throughput_rows(results.growth, "courier")
+    out += _table(THROUGHPUT_HEADER, growth_rows)
+    for note in growth_notes(results):
+        out += ["", note]
+    out += ["", "## A receiver that answers after 100 ms", ""]
+    out += _table(THROUGHPUT_HEADER, _throughput_rows(results.slow))
+    out += [
+        "",
+        f"With a {plan.slow_delay_ms:.0f} ms receiver, throughput is in-flight jobs ÷ "
+        f"{plan.slow_delay_ms / 1000:g} s: 64 in flight bounds one process at "
+        f"{64 / (plan.slow_delay_ms / 1000):,.0f}/s, whatever the queue.",
+        "",
+        "## What each contestant does per delivery",
+        "",
+        "- **courier**: `courier worker` processes; claim (one statement, `FOR UPDATE SKIP "
+        "LOCKED`, inserts the attempt row), a Standard Webhooks signed POST over a shared "
+        "keep-alive session, then a group-committed completion (state transition, attempt "
+        "outcome, `delivery.delivered` lifecycle event). Enqueue also writes the event and "
+        "a `delivery.created` lifecycle event. The benchmark's one destination has its "
+        "`max_in_flight` raised to 10,000 (where the schema has that per-destination cap), "
+        "so the cap does not stand in for the worker concurrency under test.",
+        "- **PgQueuer**: `QueueManager` on an asyncpg pool; a job is one row, dequeued in "
+        "batches; completion deletes it and logs `successful` in `pgqueuer_log` (batched).",
+        "- **Procrastinate**: `App.run_worker_async` with a psycopg pool; one job row, "
+        "fetched one per query; completion updates its status (jobs are kept).",
+        "",
+        "All three run under uvloop, POST the same ~200-byte JSON body to the same "
+        "receiver process, and commit with the server's normal `synchronous_commit`.",
+        "",
+        "## Machine and versions",
+        "",
+    ]
+    out += _table(["", ""], [[k, v] for k, v in results.machine.items()])
+    out += [""]
+    out += _table(["package", "version"], [[k, v] for k, v in results.versions.items()])
+    out += [
+        "",
+        f"Plan: events {plan.events:,}, runs {plan.runs}, sweep events "
+        f"{plan.sweep_events:,}, history {plan.history_rows:,}, large N "
+        f"{plan.growth_events:,}, latency {plan.latency_rate:.0f}/s × {plan.latency_s:.0f} s, "
+        f"cap {plan.cap_s:.0f} s.",
+    ]
+    if results.notes:
+        out += ["", "## Notes", "", *[f"- {n}" for n in results.notes]]
+    return "\n".join(out) + "\n"
+
+
+def growth_notes(results: Results) -> list[str]:
+    notes: list[str] = []
+    if len(results.history) == 2:
+        base, hist = results.history
+        notes.append(
+            f"History: with {results.plan.history_rows:,} terminal deliveries (and their "
+            f"events and attempts) already in the tables, courier delivers "
+            f"{_ratio(hist.rate, base.rate):.0%} of its empty-table rate "
+            f"({_n(hist.rate)} vs {_n(base.rate)}/s; filling took "
+            f"{results.history_fill_s:.0f} s). The claim reads only the partial index "
+            "`deliveries_due` (rows waiting), so its cost does not depend on terminal rows; "
+            "what history costs is larger primary-key and foreign-key indexes for the "
+            "inserts and updates to walk, and more of them outside shared_buffers."
+        )
+    main = results.main.get("courier", [])
+    if results.growth and main:
+        big = results.growth[0]
+        notes.append(
+            f"Large N: {big.events:,} events deliver at {_n(big.rate)}/s against "
+            f"{_n(main[0].rate)}/s for {main[0].events:,} "
+            f"({_ratio(big.rate, main[0].rate):.0%}). A backlog that large sits in the due "
+            "index and in shared_buffers at once; as it drains, claimed rows leave the "
+            "partial index but stay in it as dead entries until vacuum, and the claim's index "
+            "scan steps over them: the cost that can grow with N. Differences within the "
+            "run-to-run range of the main runs are noise."
+        )
+    return notes
+
+
+def plot(results: Results, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.8))
+    names = ["HTTP ceiling"] + [TITLES[n] for n in ("courier", *PEERS) if n in results.main]
+    keys = [n for n in ("courier", *PEERS) if n in results.main]
+    medians = [results.ceiling_median] + [results.median_rate(n) for n in keys]
+    lows = [min(results.ceiling, default=0)] + [results.rate_range(n)[0] for n in keys]
+    highs = [max(results.ceiling, default=0)] + [results.rate_range(n)[1] for n in keys]
+    errors = [[m - lo for m, lo in zip(medians, lows, strict=True)],
+              [hi - m for m, hi in zip(medians, highs, strict=True)]]  # fmt: skip
+    colors = ["#999999", "#1f77b4", "#ff7f0e", "#2ca02c"][: len(names)]
+    ax1.bar(names, medians, yerr=errors, capsize=4, color=colors)
+    ax1.set_title(f"deliveries/s, {results.plan.events:,} jobs (median, range)")
+    for i, value in enumerate(medians):
+        ax1.text(i, value, f"{value:,.0f}", ha="center", va="bottom", fontsize=9)
+
+    lat_keys = [n for n in ("courier", *PEERS) if n in results.latency]
+    width = 0.25
+    for j, (label, attr) in enumerate((("p50", "p50_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"))):
+        values = [getattr(results.latency[n], attr) for n in lat_keys]
+        ax2.bar([i + (j - 1) * width for i in range(len(lat_keys))], values, width, label=label)
+    ax2.set_xticks(range(len(lat_keys)), [TITLES[n] for n in lat_keys])
+    ax2.set_ylabel("ms (log scale)")
+    ax2.set_yscale("log")
+    ax2.set_title(f"enqueue → delivered at {results.plan.latency_rate:.0f}/s")
+    ax2.legend()
+
+    sweep = results.sweeps.get("courier", [])
+    batches = sorted({r.spec.split("× b")[1] for r in sweep}, key=int)
+    for batch in batches:
+        points = [r for r in sweep if r.spec.endswith(f"b{batch}")]
+        xs = [int(r.spec.split("p")[0]) for r in points]
+        ax3.plot(xs, [r.rate for r in points], marker="o", label=f"batch {batch}")
+    ax3.axhline(results.ceiling_median, color="#999999", linestyle="--", label="HTTP ceiling")
+    ax3.set_xticks(sorted({int(r.spec.split("p")[0]) for r in sweep}) or [1])
+    ax3.set_xlabel("courier worker processes")
+    ax3.set_ylabel("deliveries/s")
+    ax3.set_title(f"courier sweep, {results.plan.sweep_events:,} jobs")
+    ax3.set_ylim(bottom=0)
+    ax3.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    import sys
+
+    import orjson
+
+    source = Path(sys.argv[1])
+    target = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("docs/benchmarks.md")
+    results = Results.from_dict(orjson.loads(source.read_bytes()))
+    target.write_text(markdown(results, target.with_suffix(".png").name), "utf-8")
+    plot(results, target.with_suffix(".png"))
+    print(summary(results))
+
+
+if __name__ == "__main__":
+    main()

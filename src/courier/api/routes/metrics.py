@@ -1,0 +1,78 @@
+"""GET /metrics: the API process's Prometheus metrics (CONTRACT section 6).
+
+The queue gauges are refreshed by one QueueStatsCollector that this router's lifespan
+runs in the background, so a scrape only reads memory. When COURIER_METRICS_TOKEN is
+set, a scrape must send `Authorization: Bearer <token>`; otherwise it answers 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import AsyncConnectionPool
+
+from courier.api.problems import ProblemError
+from courier.metrics import CourierMetrics
+from courier.queue_stats import QUEUE_STATS_INTERVAL_S, QueueStatsCollector, QueueStatsConfig
+from courier.settings import Settings
+
+
+def app_metrics(app: FastAPI) -> CourierMetrics:
+    """The app's metrics (one registry per app), made on first use."""
+    metrics: CourierMetrics | None = getattr(app.state, "metrics", None)
+    if metrics is None:
+        metrics = CourierMetrics()
+        app.state.metrics = metrics
+    return metrics
+
+
+def pool_conninfo(app: FastAPI) -> str:
+    pool: AsyncConnectionPool[Any] = app.state.pool
+    conninfo = pool.conninfo
+    assert isinstance(conninfo, str)
+    return conninfo
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Run the queue-gauge collector for as long as the app runs."""
+    interval: float = getattr(app.state, "queue_stats_interval_s", QUEUE_STATS_INTERVAL_S)
+    collector = QueueStatsCollector(
+        QueueStatsConfig(database_url=pool_conninfo(app), interval_s=interval), app_metrics(app)
+    )
+    app.state.queue_stats = collector
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(stop), name="courier-queue-stats")
+    try:
+        yield
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, timeout=10)
+
+
+router = APIRouter(tags=["health"], lifespan=lifespan)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    if settings.metrics_token is not None:
+        expected = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise ProblemError(
+                401,
+                "A valid metrics token is required: send `Authorization: Bearer <token>`.",
+                slug="unauthorized",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    body = generate_latest(app_metrics(request.app).registry)
+    return Response(content=body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,226 @@
+"""Replay: a terminal delivery is never reopened; a new delivery with `replay_of` is made.
+
+    ReplayError
+    ├── NotFound          no such delivery for this tenant (another tenant's id included)
+    ├── NotReplayable     not terminal yet, or its destination is deleted or disabled
+    ├── KeyReused         the Idempotency-Key was used to replay another delivery
+    └── InvalidCursor     a cursor this module did not issue
+
+`replay_delivery` replays one delivery (delivered, failed or dead_lettered): the new
+pending delivery, its `delivery.replayed` lifecycle event, an audit record and the
+NOTIFY that wakes workers are one statement, run on the caller's connection and inside
+whatever transaction it is in. An idempotency key makes a repeat find the first replay
+instead of making another.
+
+`replay_dead_letters` replays, in bounded pages, the failed / dead-lettered deliveries
+a filter selects, skipping those replayed before, with one audit record per call.
+Both are called by the HTTP API and by the operator console.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.rows import dict_row
+
+from courier.store.queries import query
+
+REPLAYABLE_STATES = ("delivered", "failed", "dead_lettered")
+BULK_STATES = ("dead_lettered", "failed")
+MAX_BULK = 10_000  # deliveries replayed by one bulk call at most
+_CURSOR_PREFIX = "r:"
+
+
+class ReplayError(Exception):
+    pass
+
+
+class NotFound(ReplayError):
+    def __init__(self, delivery_id: uuid.UUID) -> None:
+        super().__init__(f"no delivery {delivery_id}")
+        self.delivery_id = delivery_id
+
+
+class NotReplayable(ReplayError):
+    """`state` is the delivery's; `reason` is `not_terminal` or `destination_unavailable`."""
+
+    def __init__(self, state: str, reason: str = "not_terminal") -> None:
+        if reason == "not_terminal":
+            message = f"a {state} delivery is not finished; only a terminal one can be replayed"
+        else:
+            message = "the delivery's destination is deleted or disabled; enable it first"
+        super().__init__(message)
+        self.state = state
+        self.reason = reason
+
+
+class KeyReused(ReplayError):
+    def __init__(self, replay_of: uuid.UUID | None) -> None:
+        super().__init__("this Idempotency-Key was already used to replay another delivery")
+        self.replay_of = replay_of
+
+
+class InvalidCursor(ReplayError, ValueError):
+    def __init__(self) -> None:
+        super().__init__("not a cursor this API issued")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    delivery: dict[str, Any]  # the new delivery's row
+    created: bool  # False: the idempotency key found an earlier replay
+
+
+@dataclass(frozen=True, slots=True)
+class BulkReplayResult:
+    count: int
+    # the new deliveries' ids, or on a dry run the ids of those that would be replayed
+    delivery_ids: list[uuid.UUID] = field(default_factory=list)
+    next_cursor: str | None = None  # pass back as `cursor` to continue; None at the end
+    dry_run: bool = False
+
+
+def encode_cursor(last_id: uuid.UUID) -> str:
+    text = _CURSOR_PREFIX + last_id.hex
+    return base64.urlsafe_b64encode(text.encode("ascii")).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> uuid.UUID | None:
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        text = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
+        if not text.startswith(_CURSOR_PREFIX):
+            raise ValueError(text)
+        return uuid.UUID(hex=text[len(_CURSOR_PREFIX) :])
+    except (UnicodeError, binascii.Error, ValueError):
+        raise InvalidCursor() from None
+
+
+def _row_from_json(value: dict[str, Any]) -> dict[str, Any]:
+    """A `to_jsonb(row)` back into Python types, as a dict_row would have them."""
+    row = dict(value)
+    for key in ("id", "tenant_id", "event_id", "destination_id", "replay_of"):
+        if row.get(key) is not None:
+            row[key] = uuid.UUID(row[key])
+    for key in (
+        "next_attempt_at",
+        "locked_until",
+        "created_at",
+        "updated_at",
+        "delivered_at",
+        "dead_lettered_at",
+    ):
+        if row.get(key) is not None:
+            row[key] = datetime.fromisoformat(row[key])
+    return row
+
+
+async def replay_delivery(
+    conn: psycopg.AsyncConnection[Any],
+    tenant_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    *,
+    actor: str,
+    idempotency_key: str | None = None,
+) -> ReplayResult:
+    """Replay one terminal delivery; see the module docstring."""
+    params = {
+        "tenant_id": tenant_id,
+        "id": delivery_id,
+        "actor": actor,
+        "idempotency_key": idempotency_key,
+    }
+    async with conn.cursor(row_factory=dict_row) as cur:
+        for _ in range(2):
+            await cur.execute(query("replay_delivery"), params)
+            row = await cur.fetchone()
+            if row is None:
+                raise NotFound(delivery_id)
+            if row["delivery"] is not None:
+                return ReplayResult(_row_from_json(row["delivery"]), created=True)
+            if row["original_state"] not in REPLAYABLE_STATES:
+                raise NotReplayable(row["original_state"])
+            if idempotency_key is None:
+                raise NotReplayable(row["original_state"], "destination_unavailable")
+            await cur.execute(query("replay_by_key"), params)
+            earlier = await cur.fetchone()
+            if earlier is not None:
+                if earlier["replay_of"] != delivery_id:
+                    raise KeyReused(earlier["replay_of"])
+                return ReplayResult(earlier, created=False)
+            if not row["destination_usable"]:
+                raise NotReplayable(row["original_state"], "destination_unavailable")
+            # the key's first holder rolled back after we waited on it: try once more
+    raise NotReplayable(row["original_state"], "destination_unavailable")  # pragma: no cover
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode("utf-8")
+
+
+async def replay_dead_letters(
+    conn: psycopg.AsyncConnection[Any],
+    tenant_id: uuid.UUID,
+    *,
+    actor: str,
+    destination_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    states: Sequence[str] = ("dead_lettered",),
+    dry_run: bool = False,
+    limit: int = MAX_BULK,
+    cursor: str | None = None,
+) -> BulkReplayResult:
+    """Replay up to `limit` deliveries a filter selects, in id order after `cursor`.
+
+    Selects deliveries in `states` (failed and/or dead_lettered) that ended (their
+    `updated_at`) in [since, until), of `destination_id` if given, whose destination is
+    live and enabled, and that were never replayed: running the same filter again never
+    replays a delivery twice. A dry run writes nothing and returns the ids that would be
+    replayed. A real run writes one audit record (action `deliveries.bulk_replayed`).
+    """
+    wanted = list(dict.fromkeys(states))
+    if not wanted or any(s not in BULK_STATES for s in wanted):
+        raise ValueError(f"states must be a non-empty subset of {list(BULK_STATES)}")
+    if not 1 <= limit <= MAX_BULK:
+        raise ValueError(f"limit must be between 1 and {MAX_BULK}")
+    after = decode_cursor(cursor)
+    filter_doc = {
+        "destination_id": str(destination_id) if destination_id else None,
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+        "states": wanted,
+        "cursor": cursor,
+        "limit": limit,
+    }
+    params = {
+        "tenant_id": tenant_id,
+        "actor": actor,
+        "destination_id": destination_id,
+        "since": since,
+        "until": until,
+        "states": wanted,
+        "after": after,
+        "limit": limit,
+        "dry_run": dry_run,
+        "filter": _dumps(filter_doc),
+    }
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query("replay_dead_letters"), params)
+        row = await cur.fetchone()
+    assert row is not None
+    ids: list[uuid.UUID] = list(row["delivery_ids"])
+    next_cursor = encode_cursor(row["last_id"]) if row["more"] and row["last_id"] else None
+    return BulkReplayResult(
+        count=len(ids), delivery_ids=ids, next_cursor=next_cursor, dry_run=dry_run
+    )

@@ -1,0 +1,137 @@
+-- Statements of the operator console (courier.console). Like api.sql, every one is
+-- scoped by `tenant_id = %(tenant_id)s`: another tenant's row is never read or counted.
+-- Time windows over delivery_attempts also bound the id (`id >= %(since_id)s`): ids
+-- are UUIDv7, so that turns "the last 24 hours" into a range of the primary key.
+-- Each block starts with `-- name: <name>`; courier.store.queries loads them.
+
+-- name: console_session_key
+-- The key a session names, if it is still live, with its tenant's name.
+SELECT k.tenant_id, k.id AS key_id, t.name AS tenant_name
+  FROM api_keys k
+  JOIN tenants t ON t.id = k.tenant_id
+ WHERE k.tenant_id = %(tenant_id)s AND k.id = %(key_id)s AND k.revoked_at IS NULL;
+
+-- name: console_destinations
+SELECT id, name, url, enabled, disabled_reason, max_attempts, created_at
+  FROM destinations
+ WHERE tenant_id = %(tenant_id)s AND deleted_at IS NULL
+ ORDER BY name, id
+ LIMIT %(limit)s;
+
+-- name: console_destination
+SELECT id, name, url, enabled, disabled_reason, max_attempts, created_at, deleted_at
+  FROM destinations
+ WHERE tenant_id = %(tenant_id)s AND id = %(id)s;
+
+-- name: console_state_counts
+-- Deliveries by destination and state, and each destination's last success.
+SELECT destination_id, state, count(*) AS n, max(delivered_at) AS last_delivered_at
+  FROM deliveries
+ WHERE tenant_id = %(tenant_id)s
+   AND (%(destination_id)s::uuid IS NULL OR destination_id = %(destination_id)s::uuid)
+ GROUP BY destination_id, state;
+
+-- name: console_recent_outcomes
+-- Finished attempts since %(since)s by destination and outcome (the success ratio).
+SELECT d.destination_id, a.outcome, count(*) AS n
+  FROM delivery_attempts a
+  JOIN deliveries d ON d.tenant_id = a.tenant_id AND d.id = a.delivery_id
+ WHERE a.tenant_id = %(tenant_id)s
+   AND a.id >= %(since_id)s AND a.started_at >= %(since)s
+   AND a.outcome IS NOT NULL
+   AND (%(destination_id)s::uuid IS NULL OR d.destination_id = %(destination_id)s::uuid)
+ GROUP BY d.destination_id, a.outcome;
+
+-- name: console_consecutive_failures
+-- Failed attempts since each destination's last success (all of them if it never had
+-- one). Only deliveries touched since that success can hold such attempts.
+WITH last_ok AS (
+    SELECT destination_id, max(delivered_at) AS at
+      FROM deliveries
+     WHERE tenant_id = %(tenant_id)s
+       AND (%(destination_id)s::uuid IS NULL OR destination_id = %(destination_id)s::uuid)
+     GROUP BY destination_id
+)
+SELECT d.destination_id, count(*) AS n
+  FROM last_ok l
+  JOIN deliveries d ON d.tenant_id = %(tenant_id)s AND d.destination_id = l.destination_id
+  JOIN delivery_attempts a ON a.tenant_id = d.tenant_id AND a.delivery_id = d.id
+ WHERE (l.at IS NULL OR d.updated_at >= l.at)
+   AND a.outcome IN ('retryable_failure', 'permanent_failure')
+   AND (l.at IS NULL OR a.finished_at > l.at)
+ GROUP BY d.destination_id;
+
+-- name: console_attempts_by_hour
+-- The chart: attempts started since %(since)s by hour and outcome (null: in flight).
+SELECT date_trunc('hour', a.started_at) AS hour, a.outcome, count(*) AS n
+  FROM delivery_attempts a
+ WHERE a.tenant_id = %(tenant_id)s
+   AND a.id >= %(since_id)s AND a.started_at >= %(since)s
+   AND (%(destination_id)s::uuid IS NULL OR EXISTS (
+        SELECT 1 FROM deliveries d
+         WHERE d.tenant_id = a.tenant_id AND d.id = a.delivery_id
+           AND d.destination_id = %(destination_id)s::uuid))
+ GROUP BY 1, 2;
+
+-- name: console_list_deliveries
+-- One destination's deliveries, newest first, by state; walks deliveries_destination.
+SELECT d.id, d.state, d.attempt_count, d.last_http_status, d.last_error, d.next_attempt_at,
+       d.created_at, d.updated_at, d.replay_of, e.type AS event_type
+  FROM deliveries d
+  JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
+ WHERE d.tenant_id = %(tenant_id)s AND d.destination_id = %(destination_id)s
+   AND (%(state)s::text IS NULL OR d.state = %(state)s::text)
+   AND (%(after)s::uuid IS NULL OR d.id < %(after)s::uuid)
+ ORDER BY d.id DESC
+ LIMIT %(limit)s;
+
+-- name: console_get_delivery
+-- A delivery with its event's type and (the start of its) payload and its destination.
+SELECT d.*, e.type AS event_type, left(e.payload::text, %(payload_chars)s) AS payload_head,
+       length(e.payload::text) AS payload_chars, dst.name AS destination_name,
+       dst.url AS destination_url, dst.max_attempts
+  FROM deliveries d
+  JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
+  JOIN destinations dst ON dst.tenant_id = d.tenant_id AND dst.id = d.destination_id
+ WHERE d.tenant_id = %(tenant_id)s AND d.id = %(id)s;
+
+-- name: console_replays_of
+-- The deliveries made by replaying this one (deliveries_replay_of).
+SELECT id, state, created_at
+  FROM deliveries
+ WHERE tenant_id = %(tenant_id)s AND replay_of = %(id)s
+ ORDER BY id;
+
+-- name: console_delivery_audit
+SELECT id, actor, action, reason, data, created_at
+  FROM audit_records
+ WHERE tenant_id = %(tenant_id)s AND delivery_id = %(id)s
+ ORDER BY id
+ LIMIT 100;
+
+-- name: console_dead_letters
+-- Dead-lettered deliveries, newest first, by destination and time dead-lettered.
+SELECT d.id, d.destination_id, d.state, d.attempt_count, d.last_http_status, d.last_error,
+       d.dead_letter_reason, d.dead_lettered_at, d.created_at, e.type AS event_type,
+       dst.name AS destination_name,
+       EXISTS (SELECT 1 FROM deliveries r
+                WHERE r.tenant_id = d.tenant_id AND r.replay_of = d.id) AS replayed
+  FROM deliveries d
+  JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
+  JOIN destinations dst ON dst.tenant_id = d.tenant_id AND dst.id = d.destination_id
+ WHERE d.tenant_id = %(tenant_id)s AND d.state = 'dead_lettered'
+   AND (%(destination_id)s::uuid IS NULL OR d.destination_id = %(destination_id)s::uuid)
+   AND (%(since)s::timestamptz IS NULL OR d.dead_lettered_at >= %(since)s::timestamptz)
+   AND (%(until)s::timestamptz IS NULL OR d.dead_lettered_at < %(until)s::timestamptz)
+   AND (%(after)s::uuid IS NULL OR d.id < %(after)s::uuid)
+ ORDER BY d.id DESC
+ LIMIT %(limit)s;
+
+-- name: console_feed_head
+-- The newest visible lifecycle-event position: a console stream starts after it.
+SELECT txid::text AS txid, seq
+  FROM lifecycle_events
+ WHERE tenant_id = %(tenant_id)s
+   AND txid < pg_snapshot_xmin(pg_current_snapshot())
+ ORDER BY txid DESC, seq DESC
+ LIMIT 1;
