@@ -1,6 +1,6 @@
 """Forward-only migrations from `db/postgres/NNN_name.sql`.
 
-Applied in order under a transaction-level advisory lock, each in its own transaction,
+Applied in order under a session-level advisory lock, each in its own transaction,
 and recorded in `courier_migrations` with a SHA-256 checksum. An applied file whose
 content changed is refused. Concurrent runs serialise on the lock: the first applies,
 the others find nothing left to do.
@@ -17,17 +17,10 @@ from pathlib import Path
 
 import psycopg
 
+from courier.store.queries import query
+
 MIGRATION_LOCK_KEY = 7_240_314_159  # pg_advisory_xact_lock key owned by courier migrations
 _FILE_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
-
-_LEDGER = """
-CREATE TABLE IF NOT EXISTS courier_migrations (
-    version     integer PRIMARY KEY,
-    name        text NOT NULL,
-    checksum    text NOT NULL,
-    applied_at  timestamptz NOT NULL DEFAULT now()
-)
-"""
 
 
 class MigrationError(RuntimeError):
@@ -73,7 +66,7 @@ def load_migrations(folder: Path | None = None) -> list[Migration]:
 
 
 def _applied(conn: psycopg.Connection) -> dict[int, tuple[str, str]]:
-    rows = conn.execute("SELECT version, name, checksum FROM courier_migrations").fetchall()
+    rows = conn.execute(query("migrations_applied")).fetchall()
     return {int(v): (str(n), str(c)) for v, n, c in rows}
 
 
@@ -91,22 +84,23 @@ def migrate(url: str, folder: Path | None = None) -> list[str]:
     migrations = load_migrations(folder)
     done: list[str] = []
     with psycopg.connect(url, autocommit=True) as conn:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
-            conn.execute(_LEDGER)
+        # A session lock for the whole run: concurrent runs wait, then find nothing to do.
+        # It ends with the connection, so a crashed run cannot leave it held.
+        conn.execute(query("migration_lock"), {"key": MIGRATION_LOCK_KEY})
+        conn.execute(query("migration_ledger"))
+        applied = _applied(conn)
+        _check_unchanged(applied, migrations)
         for m in migrations:
+            if m.version in applied:
+                continue
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
-                applied = _applied(conn)
-                _check_unchanged(applied, migrations)
-                if m.version in applied:
-                    continue
                 conn.execute(m.sql.encode("utf-8"))  # a file may hold many statements
                 conn.execute(
-                    "INSERT INTO courier_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                    (m.version, m.name, m.checksum),
+                    query("migration_record"),
+                    {"version": m.version, "name": m.name, "checksum": m.checksum},
                 )
-                done.append(f"{m.version:03d}_{m.name}")
+            done.append(f"{m.version:03d}_{m.name}")
+        conn.execute(query("migration_unlock"), {"key": MIGRATION_LOCK_KEY})
     return done
 
 
@@ -114,7 +108,7 @@ def pending(url: str, folder: Path | None = None) -> list[str]:
     """Migrations not yet applied (readiness checks use this)."""
     migrations = load_migrations(folder)
     with psycopg.connect(url, autocommit=True) as conn:
-        exists = conn.execute("SELECT to_regclass('courier_migrations') IS NOT NULL").fetchone()
+        exists = conn.execute(query("migration_ledger_exists")).fetchone()
         applied = _applied(conn) if exists and exists[0] else {}
     _check_unchanged(applied, migrations)
     return [f"{m.version:03d}_{m.name}" for m in migrations if m.version not in applied]
