@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install courier with its dev tools
 
-up: $(STAMP) ## run courier on this machine (embedded PostgreSQL unless COURIER_DATABASE_URL)
-	$(BIN)/courier up
+up: $(STAMP) ## run courier on this machine with a demo tenant (embedded PostgreSQL unless COURIER_DATABASE_URL)
+	$(BIN)/courier up --demo
 
 test: $(STAMP) ## all tests (real PostgreSQL: COURIER_DATABASE_URL, else embedded)
 	$(PYTEST) -q
@@ -69,3 +69,11 @@ chaos: $(STAMP) ## full chaos run: 10,000 deliveries, worker SIGKILLs, PostgreSQ
 	COURIER_CHAOS=full $(PYTEST) -q -s -m chaos tests/integration/test_chaos.py
 
 .PHONY: smoke-delivery-retry chaos
+
+test-console: $(STAMP) ## the console's browser tests (Playwright + /usr/bin/chromium)
+	$(PYTEST) -q tests/e2e/console
+
+screenshots: $(STAMP) ## regenerate the console screenshots in docs/images (used by README.md)
+	COURIER_CONSOLE_SCREENSHOTS=docs/images $(PYTEST) -q tests/e2e/console -k screenshots
+
+.PHONY: test-console screenshots

@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 import psycopg
 
+from courier.crypto import SecretBox
 from courier.settings import Settings
 from courier.store.database import DatabaseUnavailable, database_url, describe_url
 from courier.store.embedded import EmbeddedPostgresError
@@ -144,6 +145,100 @@ def keys_revoke(key_id: str) -> None:
     click.echo(f"revoked {key_id}")
 
 
+def _secret_box(settings: Settings, needed_for: str) -> SecretBox:
+    """The SecretBox of COURIER_SECRET_KEY; a missing or unusable key is one clear line."""
+    if settings.secret_key is None:
+        raise ValueError(f"COURIER_SECRET_KEY is not set: {needed_for}")
+    return SecretBox(settings.secret_key.get_secret_value())  # SecretKeyError: a ValueError
+
+
+@main.group()
+def secrets() -> None:
+    """Destination signing secrets, encrypted at rest under COURIER_SECRET_KEY."""
+
+
+@secrets.command("rekey")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=500,
+    show_default=True,
+    help="destinations re-encrypted per transaction",
+)
+@clear_errors
+def secrets_rekey(batch_size: int) -> None:
+    """Re-encrypt every destination's secrets under the first key of COURIER_SECRET_KEY.
+
+    To retire a key: set COURIER_SECRET_KEY=NEW,OLD everywhere, run this, then drop OLD.
+    Safe to run again (secrets already under NEW are left alone) and while courier runs.
+    """
+    from courier.rekey import rekey_secrets
+
+    settings = _settings()
+    box = _secret_box(settings, "it holds the keys to re-encrypt with")
+    with database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
+        result = rekey_secrets(conn, box, batch_size=batch_size)
+    click.echo(
+        f"destinations: {result.destinations} scanned, {result.rekeyed_destinations} rewritten "
+        f"({result.batches} batch(es))"
+    )
+    click.echo(
+        f"secrets: {result.rekeyed_secrets} re-encrypted, {result.current_secrets} already "
+        f"under the first key, {result.undecryptable} undecryptable"
+    )
+    if result.undecryptable:
+        raise ValueError(
+            f"{result.undecryptable} secret(s) could not be decrypted with any key in "
+            "COURIER_SECRET_KEY and were left unchanged: add the key that encrypted them"
+        )
+
+
+@main.group()
+def maintenance() -> None:
+    """Maintenance services: destination health and retention (docs/operations.md)."""
+
+
+@maintenance.command("run-once")
+@click.option(
+    "--only",
+    type=click.Choice(["health", "cleaner"]),
+    default=None,
+    help="run one service (default: both)",
+)
+@clear_errors
+def maintenance_run_once(only: str | None) -> None:
+    """One pass of the health service and the retention cleaner; prints what each did.
+
+    Safe to run from cron on many machines: each service runs at most once at a time.
+    """
+    import asyncio
+
+    from courier.worker.cleaner import Cleaner, CleanerConfig
+    from courier.worker.health import HealthConfig, HealthService
+
+    settings = _settings()
+    with database_url(settings) as url:
+        if only in (None, "health"):
+            health = asyncio.run(
+                HealthService(url, HealthConfig.from_settings(settings)).run_once()
+            )
+            disabled = ", ".join(f"{d.destination_id} ({d.reason})" for d in health.disabled)
+            click.echo(
+                f"health: checked {health.checked} destination(s), disabled "
+                f"{len(health.disabled)}{': ' + disabled if disabled else ''}"
+                if health.ran
+                else "health: another run holds the lock; skipped"
+            )
+        if only in (None, "cleaner"):
+            cleaned = asyncio.run(Cleaner(url, CleanerConfig.from_settings(settings)).run_once())
+            counts = ", ".join(f"{n} {kind}" for kind, n in cleaned.deleted.items())
+            click.echo(
+                f"cleaner: deleted {counts}"
+                if cleaned.ran
+                else "cleaner: another run holds the lock; skipped"
+            )
+
+
 @main.command("worker")
 @clear_errors
 def worker_cmd() -> None:
@@ -153,8 +248,7 @@ def worker_cmd() -> None:
     settings = _settings()
     _setup_logging(settings)
     settings.worker_tenant_refs()  # refuse early, before touching the database
-    if settings.secret_key is None:
-        raise ValueError("COURIER_SECRET_KEY is not set: the worker needs it to decrypt secrets")
+    _secret_box(settings, "the worker needs it to decrypt signing secrets")
     with database_url(settings) as url:
         try:
             run_worker(settings, url)
@@ -170,8 +264,7 @@ def serve_cmd(host: str | None, port: int | None) -> None:
     """Run the HTTP API and console."""
     settings = _settings(host=host, port=port)
     _setup_logging(settings)
-    if settings.secret_key is None:
-        raise ValueError("COURIER_SECRET_KEY is not set: the API needs it to encrypt secrets")
+    _secret_box(settings, "the API needs it to encrypt signing secrets")
     with database_url(settings) as url:
         _serve(settings, url)
 
@@ -208,13 +301,18 @@ def _serve(settings: Settings, url: str) -> None:
 @main.command("up")
 @click.option("--host", default=None)
 @click.option("--port", type=int, default=None)
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="seed a demo tenant (and run a local receiver) with every kind of outcome",
+)
 @clear_errors
-def up_cmd(host: str | None, port: int | None) -> None:
+def up_cmd(host: str | None, port: int | None, demo: bool) -> None:
     """Everything on one machine for a first look."""
     from courier.up import run_up
 
     settings = _settings(host=host, port=port)
-    run_up(settings)
+    run_up(settings, demo=demo)
 
 
 if __name__ == "__main__":  # pragma: no cover

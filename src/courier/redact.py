@@ -103,6 +103,12 @@ _EQUALS_NAME_REVERSED = re.compile(
 _COLON_NAME_REVERSED = re.compile(
     rf"""[ \t]*(?P<q>["'])\\?(?P<n>[\w .\[\]-]{{1,{_MAX_NAME_CHARS}}})(?P=q)"""
 )
+# Reversed: an unquoted name before ":" in the middle of a line ("got x-api-key: abc").
+# Only header-like names count (see _header_like): "cannot sign: reason" keeps its reason.
+_BARE_COLON_NAME_REVERSED = re.compile(rf"[ \t]*(?P<n>[A-Za-z0-9_-]{{1,{_MAX_NAME_CHARS}}})")
+_BARE_SENSITIVE_WORDS = frozenset(
+    {"token", "secret", "password", "passwd", "pwd", "apikey", "signature", "credentials"}
+)
 # Header lines: "X-Api-Key: abc", "Cookie: sid=abc", to the end of the line.
 _HEADER_LINE = re.compile(r"^[ \t]*(?P<n>[A-Za-z0-9_-]+)[ \t]*:[ \t]*(?P<v>[^\r\n]+)", re.MULTILINE)
 _SECRET_HEADERS = frozenset({"cookie", "set-cookie"})
@@ -129,6 +135,14 @@ def _sensitive_header(name: str) -> bool:
     if lowered in _SECRET_HEADERS:
         return True
     return _sensitive(name) and not lowered.endswith(_EXCEPTION_NAME_SUFFIXES)
+
+
+def _header_like(name: str) -> bool:
+    """An unquoted "name:" mid-line: a compound name (x-api-key, access_token) or a word
+    that only ever names a secret; either way sensitive and not an exception name."""
+    lowered = name.lower()
+    compound = "-" in name or "_" in name
+    return (compound or lowered in _BARE_SENSITIVE_WORDS) and _sensitive_header(name)
 
 
 @lru_cache(maxsize=4096)
@@ -173,9 +187,16 @@ def _named_value_spans(text: str) -> list[_Span]:
     while separator := _SEPARATOR.search(text, pos):
         at = separator.start()
         pos = at + 1
-        name_pattern = _EQUALS_NAME_REVERSED if separator[0] == "=" else _COLON_NAME_REVERSED
-        named = name_pattern.match(reversed_text, len(text) - at)
-        if named is None or not _sensitive(named["n"][::-1]):
+        back = len(text) - at
+        if separator[0] == "=":
+            named = _EQUALS_NAME_REVERSED.match(reversed_text, back)
+            wanted = named is not None and _sensitive(named["n"][::-1])
+        elif named := _COLON_NAME_REVERSED.match(reversed_text, back):
+            wanted = _sensitive(named["n"][::-1])
+        else:
+            named = _BARE_COLON_NAME_REVERSED.match(reversed_text, back)
+            wanted = named is not None and _header_like(named["n"][::-1])
+        if not wanted:
             continue
         value = _VALUE_AFTER.match(text, pos)
         if value is not None and (span := _value_span(value)) is not None:
@@ -251,7 +272,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     Standard Webhooks `v1,…` signature; Authorization header values; Bearer and Basic
     credentials; URL user-info; and the values of query/form parameters, JSON keys and
     header lines whose name contains token, key, secret, sig(nature), password, passwd,
-    pwd, auth, code, session or credential.
+    pwd, auth, code, session or credential; and, in the middle of a line, the value after
+    such a header-like name and a colon ("got x-api-key: abc").
     """
     return _redact(text, _needles(secrets), len(text))
 

@@ -140,6 +140,7 @@ async def replay_delivery(
         "actor": actor,
         "idempotency_key": idempotency_key,
     }
+    state = "unknown"
     async with conn.cursor(row_factory=dict_row) as cur:
         for _ in range(2):
             await cur.execute(query("replay_delivery"), params)
@@ -148,10 +149,11 @@ async def replay_delivery(
                 raise NotFound(delivery_id)
             if row["delivery"] is not None:
                 return ReplayResult(_row_from_json(row["delivery"]), created=True)
-            if row["original_state"] not in REPLAYABLE_STATES:
-                raise NotReplayable(row["original_state"])
+            state = row["original_state"]
+            if state not in REPLAYABLE_STATES:
+                raise NotReplayable(state)
             if idempotency_key is None:
-                raise NotReplayable(row["original_state"], "destination_unavailable")
+                raise NotReplayable(state, "destination_unavailable")
             await cur.execute(query("replay_by_key"), params)
             earlier = await cur.fetchone()
             if earlier is not None:
@@ -159,9 +161,9 @@ async def replay_delivery(
                     raise KeyReused(earlier["replay_of"])
                 return ReplayResult(earlier, created=False)
             if not row["destination_usable"]:
-                raise NotReplayable(row["original_state"], "destination_unavailable")
+                raise NotReplayable(state, "destination_unavailable")
             # the key's first holder rolled back after we waited on it: try once more
-    raise NotReplayable(row["original_state"], "destination_unavailable")  # pragma: no cover
+    raise NotReplayable(state, "destination_unavailable")  # pragma: no cover
 
 
 def _dumps(value: Any) -> str:

@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
+    # Operations (docs/operations.md): destination health and retention.
+    # disable a destination whose every attempt failed this long (with a dead letter)
+    auto_disable_after_seconds: float = Field(default=432_000.0, gt=0)  # 5 days
+    # disable a destination that answered only 410 Gone this long
+    gone_confirm_seconds: float = Field(default=86_400.0, gt=0)  # 1 day
+    retention_days: float = Field(default=30.0, gt=0)  # delivered deliveries kept
+    dead_letter_retention_days: float = Field(default=90.0, gt=0)  # failed / dead-lettered
+    # seconds between the worker's maintenance passes (retention, destination health); 0: off
+    maintenance_interval_seconds: float = Field(default=300.0, ge=0)
+
     def worker_tenant_refs(self) -> list[str] | None:
         """The tenants a worker serves; None means all (written out as `*`)."""
         if not self.worker_tenants or not self.worker_tenants.strip():

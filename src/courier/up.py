@@ -24,6 +24,10 @@ from courier.store.migrate import migrate
 from courier.tenancy import create_api_key, create_tenant, resolve_tenants
 
 DEFAULT_TENANT = "default"
+DEMO_NOTE = [
+    "  demo:      the key is tenant demo's: sign in to the console with it to see",
+    "             delivered, retrying, failed and dead-lettered deliveries",
+]
 
 
 def _ensure_secret_key(settings: Settings) -> Settings:
@@ -52,7 +56,7 @@ def _describe_database(settings: Settings) -> str:
     return f"embedded PostgreSQL in {settings.data_dir.resolve()}"
 
 
-def run_up(settings: Settings) -> None:
+def run_up(settings: Settings, demo: bool = False) -> None:
     from pydantic import SecretStr
 
     settings = _ensure_secret_key(settings)
@@ -64,7 +68,7 @@ def run_up(settings: Settings) -> None:
     configure_logging("human")
     with database_url(settings) as url:
         applied = migrate(url)
-        key = _api_key(url)
+        key = _api_key(url) if not demo else _demo_key(url)
         base = f"http://{settings.host}:{settings.port}"
         click.echo(
             "\n".join(
@@ -75,25 +79,32 @@ def run_up(settings: Settings) -> None:
                     f"  API:       {base}/v1   (OpenAPI: {base}/docs)",
                     f"  console:   {base}/console/integrations",
                     f"  API key:   {key}",
+                    *(DEMO_NOTE if demo else []),
                     "  worker:    1, serving all tenants",
                     "  note:      private/loopback destinations are ALLOWED (first-look mode)",
                     "Stop with Ctrl-C.",
                 ]
             )
         )
-        _run(settings, url)
+        _run(settings, url, demo)
 
 
-def _run(settings: Settings, url: str) -> None:
+def _demo_key(url: str) -> str:
+    from courier.console.demo import demo_tenant_key
+
+    return demo_tenant_key(url)
+
+
+def _run(settings: Settings, url: str, demo: bool = False) -> None:
     try:
         import uvloop
 
-        uvloop.run(_serve_and_work(settings, url))
+        uvloop.run(_serve_and_work(settings, url, demo))
     except ImportError:  # pragma: no cover
-        asyncio.run(_serve_and_work(settings, url))
+        asyncio.run(_serve_and_work(settings, url, demo))
 
 
-async def _serve_and_work(settings: Settings, url: str) -> None:
+async def _serve_and_work(settings: Settings, url: str, demo: bool = False) -> None:
     import uvicorn
 
     from courier.api.app import create_app
@@ -104,6 +115,13 @@ async def _serve_and_work(settings: Settings, url: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    demo_receiver = None
+    if demo:  # a local receiver and the demo tenant's destinations and events
+        from courier.console.demo import start_demo
+        from courier.crypto import SecretBox
+
+        assert settings.secret_key is not None
+        demo_receiver = await start_demo(url, SecretBox(settings.secret_key.get_secret_value()))
     worker = build_worker(settings, url)
     config = uvicorn.Config(
         create_app(settings, url), host=settings.host, port=settings.port, log_level="warning"
@@ -118,4 +136,6 @@ async def _serve_and_work(settings: Settings, url: str) -> None:
     server.should_exit = True
     stopper.cancel()
     await asyncio.gather(worker_task, server_task, return_exceptions=True)
+    if demo_receiver is not None:
+        await demo_receiver.stop()
     logging.getLogger("courier").info("courier up: stopped (pid %d)", os.getpid())

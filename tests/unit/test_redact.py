@@ -137,6 +137,12 @@ def test_secrets_may_be_any_iterable() -> None:
         # header lines
         ("X-Api-Key: abc123\nContent-Type: json", f"X-Api-Key: {R}\nContent-Type: json"),
         ("Cookie: sid=xyz", f"Cookie: {R}"),
+        # header-like names mid-line (found by the end-to-end redaction property test)
+        ("HTTP 400: ..x-api-key: ck_1_abc", f"HTTP 400: ..x-api-key: {R}"),
+        ("got access_token: abc.def, retry", f"got access_token: {R}, retry"),
+        ("invalid token: expired", f"invalid token: {R}"),
+        ("cannot sign: webhook secret is empty", None),
+        ("X-Auth-Error: bad", None),
         # exception names are not headers
         ("KeyError: 'missing'", "KeyError: 'missing'"),
         ("AuthenticationError: denied", "AuthenticationError: denied"),

@@ -16,11 +16,11 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
-from courier import __version__
+from courier import __version__, console
 from courier.api import problems
 from courier.api.body_limit import BodyLimitMiddleware
 from courier.api.openapi import build_openapi, errors
-from courier.api.routes import audit, deliveries, destinations, events
+from courier.api.routes import audit, deliveries, destinations, events, operations
 from courier.api.routes import observability as observability_routes
 from courier.api.schemas import Health
 from courier.crypto import SecretBox
@@ -63,9 +63,10 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_payload_bytes)
-    for module in (destinations, events, deliveries, audit):
+    for module in (destinations, events, deliveries, audit, operations):
         app.include_router(module.router)
     app.include_router(observability_routes.router)  # delivery-events feed/stream, /metrics
+    console.install(app)  # /console pages and static files
 
     @app.get(
         "/healthz",

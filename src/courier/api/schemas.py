@@ -14,6 +14,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
@@ -263,7 +264,20 @@ class Health(BaseModel):
 ReplayState = Literal["dead_lettered", "failed"]
 # JSON has no uuid or date-time type: these take their text form despite _Strict
 UuidText = Annotated[uuid.UUID, Field(strict=False)]
-TimeText = Annotated[AwareDatetime, Field(strict=False, examples=["2025-01-01T12:00:00Z"])]
+
+
+def _time_text(value: Any) -> Any:
+    """A date-time is RFC 3339 text with an offset; a number is not one."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2025-01-01T12:00:00Z")
+    return value
+
+
+TimeText = Annotated[
+    AwareDatetime,
+    BeforeValidator(_time_text),
+    Field(strict=False, examples=["2025-01-01T12:00:00Z"]),
+]
 
 
 class DeadLetterReplay(_Strict):
@@ -273,7 +287,7 @@ class DeadLetterReplay(_Strict):
     since: TimeText | None = Field(default=None, description="ended at or after this time")
     until: TimeText | None = Field(default=None, description="ended before this time")
     states: list[ReplayState] = Field(
-        default_factory=lambda: ["dead_lettered"], min_length=1, max_length=2
+        default_factory=lambda: list[ReplayState](["dead_lettered"]), min_length=1, max_length=2
     )
     dry_run: bool = Field(default=False, description="count and list; change nothing")
     cursor: str | None = Field(

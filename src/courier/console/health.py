@@ -47,7 +47,7 @@ class DestinationHealth:
         if not self.destination.get("enabled", True):
             return "disabled"
         ratio = self.success_ratio
-        if self.consecutive_failures >= 3 and (ratio is None or ratio < 0.5):
+        if self.consecutive_failures and (ratio is None or ratio < 0.5):
             return "failing"
         if ratio is None:
             return "idle"

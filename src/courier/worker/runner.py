@@ -16,6 +16,9 @@ from courier.metrics import CourierMetrics
 from courier.settings import Settings
 from courier.store.database import DatabaseUnavailable, describe_url
 from courier.tenancy import resolve_tenants
+from courier.worker.cleaner import Cleaner, CleanerConfig
+from courier.worker.health import HealthConfig, HealthService
+from courier.worker.maintenance import Service
 from courier.worker.metrics_server import serving_metrics
 from courier.worker.worker import Worker, WorkerConfig
 
@@ -62,7 +65,20 @@ def build_worker(
         allow_private=settings.allow_private_destinations,
         allowed_networks=settings.allowed_network_list(),
     )
-    return Worker(config, adapter, SecretBox(settings.secret_key.get_secret_value()), metrics)
+    # Retention and destination health run on a ticker in every worker; each pass takes
+    # an advisory lock, so many workers still run one pass at a time.
+    maintenance: list[Service] = [
+        Cleaner(database_url, CleanerConfig.from_settings(settings)),
+        HealthService(database_url, HealthConfig.from_settings(settings)),
+    ]
+    return Worker(
+        config,
+        adapter,
+        SecretBox(settings.secret_key.get_secret_value()),
+        metrics,
+        maintenance=maintenance,
+        maintenance_interval_s=settings.maintenance_interval_seconds,
+    )
 
 
 async def run_until_signalled(

@@ -36,6 +36,7 @@ from courier.store.database import describe_url
 from courier.store.deliveries import ClaimedDelivery, Completed, Completion
 from courier.worker.completer import Completer
 from courier.worker.delivery_log import log_completion
+from courier.worker.maintenance import Service, run_maintenance
 
 logger = logging.getLogger("courier.worker")
 
@@ -72,8 +73,12 @@ class Worker:
         adapter: DeliveryAdapter,
         secret_box: SecretBox,
         metrics: CourierMetrics | None = None,
+        maintenance: Sequence[Service] = (),
+        maintenance_interval_s: float = 300.0,
     ) -> None:
         self.config = config
+        self._maintenance = list(maintenance)
+        self._maintenance_interval_s = maintenance_interval_s
         self.adapter = adapter
         self.secret_box = secret_box
         self.metrics = metrics or CourierMetrics()
@@ -140,6 +145,13 @@ class Worker:
             asyncio.create_task(self._listen(stop), name="courier-listen"),
             asyncio.create_task(self._heartbeat(stop), name="courier-heartbeat"),
         ]
+        if self._maintenance and self._maintenance_interval_s > 0:
+            side.append(
+                asyncio.create_task(
+                    run_maintenance(self._maintenance, self._maintenance_interval_s, stop),
+                    name="courier-maintenance",
+                )
+            )
         completer = asyncio.create_task(self._completer.run(completer_stop), name="completer")
         try:
             await self._claim_loop(stop)

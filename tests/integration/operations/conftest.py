@@ -54,7 +54,9 @@ def finish(
     ):
         conn.execute(
             "UPDATE deliveries SET state = 'delivering', locked_by = 'test',"
-            " locked_until = now() + interval '1 minute', attempt_count = attempt_count + 1"
+            " locked_until = now() + interval '1 minute',"
+            " attempt_count = (SELECT coalesce(max(attempt_number), 0) + 1"
+            " FROM delivery_attempts a WHERE a.tenant_id = %(t)s AND a.delivery_id = %(d)s)"
             " WHERE tenant_id = %(t)s AND id = %(d)s",
             params,
         )
@@ -81,6 +83,7 @@ def finish(
         )
     conn.execute(
         "UPDATE deliveries SET state = %(state)s, locked_by = NULL, locked_until = NULL,"
+        " updated_at = now(),"
         " next_attempt_at = NULL, failure_reason = CASE WHEN %(state)s = 'failed'"
         " THEN %(reason)s END, dead_letter_reason = CASE WHEN %(state)s = 'dead_lettered'"
         " THEN %(reason)s END, delivered_at = CASE WHEN %(state)s = 'delivered' THEN now() END,"
@@ -139,7 +142,9 @@ def add_attempt(
     )
 
 
-def delivery(conn: psycopg.Connection[Any], tenant_id: uuid.UUID, delivery_id: Any) -> dict[str, Any]:
+def delivery(
+    conn: psycopg.Connection[Any], tenant_id: uuid.UUID, delivery_id: Any
+) -> dict[str, Any]:
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             "SELECT * FROM deliveries WHERE tenant_id = %s AND id = %s", (tenant_id, delivery_id)

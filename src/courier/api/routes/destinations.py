@@ -8,6 +8,7 @@ Responses never carry a signing secret, except the create answer, the rotate ans
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ import orjson
 from fastapi import APIRouter, Body, Response, status
 from psycopg.types.json import Jsonb
 
+from courier import recovery
 from courier.api.auth import CallerDep
 from courier.api.deps import BoxDep, ConnDep, SettingsDep
 from courier.api.openapi import errors
@@ -24,6 +26,7 @@ from courier.api.schemas import (
     Destination,
     DestinationCreate,
     DestinationCreated,
+    DestinationPatched,
     DestinationSecrets,
     DestinationUpdate,
     Page,
@@ -116,7 +119,7 @@ async def get_destination(
 @router.patch(
     "/{destination_id}",
     summary="Change a destination: url, enabled, event types, retry policy, timeout",
-    response_model=Destination,
+    response_model=DestinationPatched,
     responses=errors(404, 413, 422),
 )
 async def update_destination(
@@ -125,7 +128,7 @@ async def update_destination(
     caller: CallerDep,
     conn: ConnDep,
     settings: SettingsDep,
-) -> Destination:
+) -> DestinationPatched:
     changes = body.changes()
     if "url" in changes:
         _check_url(changes["url"], settings)
@@ -140,9 +143,16 @@ async def update_destination(
         row = await resources.update_destination(
             conn, caller.tenant_id, destination_id, caller.actor, merged, sorted(changes)
         )
+        missed = None
+        if row is not None and row["enabled"] and not current["enabled"]:
+            # enabled again: what it missed while off (see courier.recovery)
+            since = current["disabled_at"] or current["created_at"]
+            missed = await recovery.outage(conn, caller.tenant_id, destination_id, since)
     if row is None:  # pragma: no cover - the row was locked above
         raise NotFound(NOUN)
-    return Destination.model_validate(row)
+    return DestinationPatched.model_validate(
+        {**row, "recovery": asdict(missed) if missed is not None else None}
+    )
 
 
 @router.delete(

@@ -53,6 +53,9 @@ WITH updated AS (
            backoff_initial_ms = %(backoff_initial_ms)s, backoff_max_ms = %(backoff_max_ms)s,
            max_in_flight = %(max_in_flight)s,
            disabled_reason = CASE WHEN %(enabled)s THEN NULL ELSE disabled_reason END,
+           -- when it went off (outage recovery) and last came on (health)
+           disabled_at = CASE WHEN %(enabled)s THEN NULL ELSE coalesce(disabled_at, now()) END,
+           enabled_at = CASE WHEN %(enabled)s AND NOT enabled THEN now() ELSE enabled_at END,
            updated_at = now()
      WHERE tenant_id = %(tenant_id)s AND id = %(id)s AND deleted_at IS NULL
     RETURNING *

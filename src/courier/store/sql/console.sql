@@ -12,14 +12,15 @@ SELECT k.tenant_id, k.id AS key_id, t.name AS tenant_name
  WHERE k.tenant_id = %(tenant_id)s AND k.id = %(key_id)s AND k.revoked_at IS NULL;
 
 -- name: console_destinations
-SELECT id, name, url, enabled, disabled_reason, max_attempts, created_at
+SELECT id, name, url, enabled, disabled_reason, disabled_at, max_attempts, created_at
   FROM destinations
  WHERE tenant_id = %(tenant_id)s AND deleted_at IS NULL
  ORDER BY name, id
  LIMIT %(limit)s;
 
 -- name: console_destination
-SELECT id, name, url, enabled, disabled_reason, max_attempts, created_at, deleted_at
+SELECT id, name, url, enabled, disabled_reason, disabled_at, max_attempts, created_at,
+       deleted_at
   FROM destinations
  WHERE tenant_id = %(tenant_id)s AND id = %(id)s;
 
@@ -33,18 +34,18 @@ SELECT destination_id, state, count(*) AS n, max(delivered_at) AS last_delivered
 
 -- name: console_recent_outcomes
 -- Finished attempts since %(since)s by destination and outcome (the success ratio).
-SELECT d.destination_id, a.outcome, count(*) AS n
+SELECT a.destination_id, a.outcome, count(*) AS n
   FROM delivery_attempts a
-  JOIN deliveries d ON d.tenant_id = a.tenant_id AND d.id = a.delivery_id
  WHERE a.tenant_id = %(tenant_id)s
    AND a.id >= %(since_id)s AND a.started_at >= %(since)s
    AND a.outcome IS NOT NULL
-   AND (%(destination_id)s::uuid IS NULL OR d.destination_id = %(destination_id)s::uuid)
- GROUP BY d.destination_id, a.outcome;
+   AND (%(destination_id)s::uuid IS NULL OR a.destination_id = %(destination_id)s::uuid)
+ GROUP BY a.destination_id, a.outcome;
 
 -- name: console_consecutive_failures
--- Failed attempts since each destination's last success (all of them if it never had
--- one). Only deliveries touched since that success can hold such attempts.
+-- Failed attempts that ended after each destination's last success (all of them if it
+-- never had one). An attempt lasts at most a timeout (300 s at most), so those started
+-- more than 10 minutes before the success need not be read (delivery_attempts_destination).
 WITH last_ok AS (
     SELECT destination_id, max(delivered_at) AS at
       FROM deliveries
@@ -52,14 +53,13 @@ WITH last_ok AS (
        AND (%(destination_id)s::uuid IS NULL OR destination_id = %(destination_id)s::uuid)
      GROUP BY destination_id
 )
-SELECT d.destination_id, count(*) AS n
+SELECT l.destination_id, count(*) AS n
   FROM last_ok l
-  JOIN deliveries d ON d.tenant_id = %(tenant_id)s AND d.destination_id = l.destination_id
-  JOIN delivery_attempts a ON a.tenant_id = d.tenant_id AND a.delivery_id = d.id
- WHERE (l.at IS NULL OR d.updated_at >= l.at)
-   AND a.outcome IN ('retryable_failure', 'permanent_failure')
-   AND (l.at IS NULL OR a.finished_at > l.at)
- GROUP BY d.destination_id;
+  JOIN delivery_attempts a
+    ON a.tenant_id = %(tenant_id)s AND a.destination_id = l.destination_id
+ WHERE a.outcome IN ('retryable_failure', 'permanent_failure')
+   AND (l.at IS NULL OR (a.started_at > l.at - interval '10 minutes' AND a.finished_at > l.at))
+ GROUP BY l.destination_id;
 
 -- name: console_attempts_by_hour
 -- The chart: attempts started since %(since)s by hour and outcome (null: in flight).
@@ -67,10 +67,7 @@ SELECT date_trunc('hour', a.started_at) AS hour, a.outcome, count(*) AS n
   FROM delivery_attempts a
  WHERE a.tenant_id = %(tenant_id)s
    AND a.id >= %(since_id)s AND a.started_at >= %(since)s
-   AND (%(destination_id)s::uuid IS NULL OR EXISTS (
-        SELECT 1 FROM deliveries d
-         WHERE d.tenant_id = a.tenant_id AND d.id = a.delivery_id
-           AND d.destination_id = %(destination_id)s::uuid))
+   AND (%(destination_id)s::uuid IS NULL OR a.destination_id = %(destination_id)s::uuid)
  GROUP BY 1, 2;
 
 -- name: console_list_deliveries
@@ -135,3 +132,15 @@ SELECT txid::text AS txid, seq
    AND txid < pg_snapshot_xmin(pg_current_snapshot())
  ORDER BY txid DESC, seq DESC
  LIMIT 1;
+
+-- name: demo_destinations
+-- `courier up --demo`: the demo tenant's destinations, found again by name.
+SELECT id, name
+  FROM destinations
+ WHERE tenant_id = %(tenant_id)s AND deleted_at IS NULL;
+
+-- name: demo_point_destination
+-- `courier up --demo`: point a demo destination at this run's receiver port.
+UPDATE destinations
+   SET url = %(url)s, updated_at = now()
+ WHERE tenant_id = %(tenant_id)s AND id = %(id)s;

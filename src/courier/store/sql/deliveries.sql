@@ -290,7 +290,9 @@ VALUES (%(tenant_id)s, %(name)s, %(url)s, %(enabled)s, %(event_types)s, %(max_at
 RETURNING *;
 
 -- name: set_destination_enabled
-UPDATE destinations SET enabled = %(enabled)s, updated_at = now()
+UPDATE destinations SET enabled = %(enabled)s, updated_at = now(),
+       disabled_at = CASE WHEN %(enabled)s THEN NULL ELSE coalesce(disabled_at, now()) END,
+       enabled_at = CASE WHEN %(enabled)s AND NOT enabled THEN now() ELSE enabled_at END
  WHERE tenant_id = %(tenant_id)s AND id = %(id)s AND deleted_at IS NULL
 RETURNING id;
 

@@ -91,7 +91,7 @@ WITH candidates AS (
      WHERE EXISTS (SELECT 1 FROM made)
 )
 SELECT (SELECT count(*) FROM candidates) > %(limit)s AS more,
-       (SELECT max(id) FROM picked) AS last_id,
+       (SELECT id FROM picked ORDER BY id DESC LIMIT 1) AS last_id,
        CASE WHEN %(dry_run)s
             THEN ARRAY(SELECT id FROM picked ORDER BY id)
             ELSE ARRAY(SELECT id FROM made ORDER BY replay_of) END AS delivery_ids,
@@ -213,3 +213,145 @@ SELECT (SELECT enabled FROM dst) AS enabled,
        ARRAY(SELECT replay_of FROM picked WHERE kind = 1 ORDER BY n) AS replayed_ids,
        (SELECT count(*) FROM wake) AS notified
  WHERE EXISTS (SELECT 1 FROM dst);
+
+-- name: destination_health
+-- Health of a tenant's destinations (one, when %(destination_id)s is set), from their
+-- attempts (by the delivery_attempts_destination index). Abandoned attempts are no
+-- one's answer and count neither way. `failing_since` and `gone_since` only look at
+-- attempts since the destination was last enabled; `dead_letter_in_streak` is looked
+-- up only for a streak older than %(failing_seconds)s.
+SELECT dst.tenant_id, dst.id AS destination_id, dst.enabled, dst.disabled_reason,
+       dst.disabled_at, dst.enabled_at, now() AS checked_at,
+       ok.finished_at AS last_success_at,
+       (SELECT max(a.started_at) FROM delivery_attempts a
+         WHERE a.tenant_id = dst.tenant_id AND a.destination_id = dst.id) AS last_attempt_at,
+       (SELECT count(*) FROM delivery_attempts a
+         WHERE a.tenant_id = dst.tenant_id AND a.destination_id = dst.id
+           AND a.outcome IN ('retryable_failure', 'permanent_failure')
+           AND a.started_at > coalesce(ok.started_at, '-infinity')) AS consecutive_failures,
+       hour.finished AS attempts_last_hour, hour.succeeded AS successes_last_hour,
+       streak.failing_since, gone.gone_since,
+       CASE WHEN streak.failing_since <= now() - make_interval(secs => %(failing_seconds)s)
+            THEN EXISTS (SELECT 1 FROM deliveries d
+                          WHERE d.tenant_id = dst.tenant_id
+                            AND d.state = 'dead_lettered'
+                            AND d.updated_at >= streak.failing_since
+                            AND d.destination_id = dst.id)
+            ELSE false END AS dead_letter_in_streak
+  FROM destinations dst
+  LEFT JOIN LATERAL (
+        SELECT a.started_at, a.finished_at FROM delivery_attempts a
+         WHERE a.tenant_id = dst.tenant_id AND a.destination_id = dst.id
+           AND a.outcome = 'succeeded'
+         ORDER BY a.started_at DESC LIMIT 1) AS ok ON true
+  LEFT JOIN LATERAL (
+        SELECT a.started_at FROM delivery_attempts a
+         WHERE a.tenant_id = dst.tenant_id AND a.destination_id = dst.id
+           AND a.http_status IS NOT NULL AND a.http_status <> 410
+         ORDER BY a.started_at DESC LIMIT 1) AS answered ON true
+  CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE a.outcome <> 'abandoned') AS finished,
+               count(*) FILTER (WHERE a.outcome = 'succeeded') AS succeeded
+          FROM delivery_attempts a
+         WHERE a.tenant_id = dst.tenant_id AND a.destination_id = dst.id
+           AND a.started_at >= now() - interval '1 hour' AND a.outcome IS NOT NULL) AS hour
+  CROSS JOIN LATERAL (
+        SELECT min(a.started_at) AS failing_since FROM delivery_attempts a
+         WHERE a.tenant_id = dst.tenant_id AND a.destination_id = dst.id
+           AND a.outcome IN ('retryable_failure', 'permanent_failure')
+           AND a.started_at > greatest(ok.started_at, dst.enabled_at)) AS streak
+  CROSS JOIN LATERAL (
+        SELECT min(a.started_at) AS gone_since FROM delivery_attempts a
+         WHERE a.tenant_id = dst.tenant_id AND a.destination_id = dst.id
+           AND a.http_status = 410
+           AND a.started_at > greatest(answered.started_at, dst.enabled_at)) AS gone
+ WHERE dst.tenant_id = %(tenant_id)s AND dst.deleted_at IS NULL
+   AND (%(destination_id)s::uuid IS NULL OR dst.id = %(destination_id)s::uuid)
+   AND (NOT %(enabled_only)s OR dst.enabled)
+ ORDER BY dst.id;
+
+-- name: health_disable_destination
+-- Turns a destination off for its health, with an audit record. Guarded on enabled_at:
+-- a destination an operator re-enabled since it was judged is left alone.
+WITH off AS (
+    UPDATE destinations
+       SET enabled = false, disabled_reason = %(reason)s, disabled_at = now(), updated_at = now()
+     WHERE tenant_id = %(tenant_id)s AND id = %(destination_id)s
+       AND enabled AND deleted_at IS NULL AND enabled_at = %(enabled_at)s
+    RETURNING tenant_id, id
+), audit AS (
+    INSERT INTO audit_records (tenant_id, actor, action, destination_id, reason, data)
+    SELECT tenant_id, %(actor)s, 'destination.auto_disabled', id, %(reason)s, %(data)s::jsonb
+      FROM off
+)
+SELECT id FROM off;
+
+-- name: maintenance_tenants
+SELECT id FROM tenants ORDER BY id;
+
+-- name: maintenance_try_lock
+SELECT pg_try_advisory_lock(%(key)s) AS locked;
+
+-- name: maintenance_unlock
+SELECT pg_advisory_unlock(%(key)s) AS unlocked;
+
+-- name: cleaner_delete_deliveries
+-- One retention batch of one tenant: up to %(batch)s deliveries in %(states)s that ended
+-- before %(before)s and that no remaining replay names (a replay is newer: it goes
+-- first), with their attempts and lifecycle events. Audit records are kept. Rows
+-- another transaction holds are skipped, not waited for.
+WITH doomed AS (
+    SELECT d.tenant_id, d.id
+      FROM deliveries d
+     WHERE d.tenant_id = %(tenant_id)s
+       AND d.state IN ('delivered', 'failed', 'dead_lettered')
+       AND d.state = ANY (%(states)s::text[])
+       AND d.updated_at < %(before)s
+       AND NOT EXISTS (SELECT 1 FROM deliveries c
+                        WHERE c.tenant_id = d.tenant_id AND c.replay_of = d.id)
+     ORDER BY d.updated_at
+     LIMIT %(batch)s
+       FOR UPDATE SKIP LOCKED
+), attempts AS (
+    DELETE FROM delivery_attempts a
+     USING doomed x
+     WHERE a.tenant_id = x.tenant_id AND a.delivery_id = x.id
+    RETURNING a.id
+), lifecycle AS (
+    DELETE FROM lifecycle_events l
+     USING doomed x
+     WHERE l.tenant_id = x.tenant_id AND l.delivery_id = x.id
+    RETURNING l.id
+), removed AS (
+    DELETE FROM deliveries d
+     USING doomed x
+     WHERE d.tenant_id = x.tenant_id AND d.id = x.id
+    RETURNING d.id
+)
+SELECT (SELECT count(*) FROM removed) AS deliveries,
+       (SELECT count(*) FROM attempts) AS attempts,
+       (SELECT count(*) FROM lifecycle) AS lifecycle_events;
+
+-- name: cleaner_delete_events
+-- One retention batch of one tenant's events older than %(before)s with no delivery
+-- left (whether they never had one or retention removed them).
+WITH doomed AS (
+    SELECT e.tenant_id, e.id
+      FROM events e
+     WHERE e.tenant_id = %(tenant_id)s AND e.created_at < %(before)s
+       AND NOT EXISTS (SELECT 1 FROM deliveries d
+                        WHERE d.tenant_id = e.tenant_id AND d.event_id = e.id)
+     ORDER BY e.created_at
+     LIMIT %(batch)s
+       FOR UPDATE SKIP LOCKED
+), removed AS (
+    DELETE FROM events e
+     USING doomed x
+     WHERE e.tenant_id = x.tenant_id AND e.id = x.id
+    RETURNING e.id
+)
+SELECT count(*) AS events FROM removed;
+
+-- name: cleaner_cutoffs
+SELECT now() - make_interval(secs => %(delivered_seconds)s) AS delivered_before,
+       now() - make_interval(secs => %(dead_seconds)s) AS dead_before;
