@@ -40,6 +40,8 @@ def create_destination(
     backoff_initial_ms: int = 5_000,
     backoff_max_ms: int = 36_000_000,
     max_in_flight: int = 16,
+    ordering: str = "unordered",
+    rate_limit_per_second: float | None = None,
     secret: str | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Returns the stored row and the plaintext signing secret (shown to the caller once)."""
@@ -56,6 +58,8 @@ def create_destination(
         "backoff_initial_ms": backoff_initial_ms,
         "backoff_max_ms": backoff_max_ms,
         "max_in_flight": max_in_flight,
+        "ordering": ordering,
+        "rate_limit_per_second": rate_limit_per_second,
         "signing_secrets": Jsonb([secret_entry(box, secret)], dumps=_dumps),
     }
     with conn.cursor(row_factory=dict_row) as cur:

@@ -73,6 +73,17 @@ TimeoutMs = Annotated[int, Field(ge=100, le=300_000)]
 BackoffInitialMs = Annotated[int, Field(ge=100, le=2_147_483_647)]
 BackoffMaxMs = Annotated[int, Field(ge=100, le=9_223_372_036_854_775_807)]
 EventTypes = Annotated[list[EventTypeFilter], Field(max_length=100)]
+Ordering = Annotated[
+    Literal["unordered", "fifo"],
+    Field(
+        description="fifo: the next delivery waits until the one before it is terminal; "
+        "retries of the head hold the line"
+    ),
+]
+RateLimit = Annotated[
+    float,
+    Field(gt=0, le=100_000, description="requests per second across all workers"),
+]
 MaxInFlight = Annotated[
     int,
     Field(
@@ -107,6 +118,8 @@ class DestinationCreate(_Strict):
     backoff_initial_ms: BackoffInitialMs = 5_000
     backoff_max_ms: BackoffMaxMs = 36_000_000
     max_in_flight: MaxInFlight = 16
+    ordering: Ordering = "unordered"
+    rate_limit_per_second: RateLimit | None = None
 
 
 class DestinationUpdate(_Strict):
@@ -122,6 +135,8 @@ class DestinationUpdate(_Strict):
     backoff_initial_ms: BackoffInitialMs | None = None
     backoff_max_ms: BackoffMaxMs | None = None
     max_in_flight: MaxInFlight | None = None
+    ordering: Ordering | None = None
+    rate_limit_per_second: RateLimit | None = None
 
     @field_validator("*")
     @classmethod
@@ -148,6 +163,8 @@ class Destination(BaseModel):
     backoff_initial_ms: int
     backoff_max_ms: int
     max_in_flight: int
+    ordering: str
+    rate_limit_per_second: float | None
     disabled_reason: str | None
     created_at: datetime
     updated_at: datetime

@@ -83,6 +83,8 @@ async def update_destination(
             "backoff_initial_ms",
             "backoff_max_ms",
             "max_in_flight",
+            "ordering",
+            "rate_limit_per_second",
         )
     }
     params.update(tenant_id=tenant_id, id=destination_id, actor=actor, changed=changed)

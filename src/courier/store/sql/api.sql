@@ -29,10 +29,11 @@ SELECT *
 WITH created AS (
     INSERT INTO destinations (tenant_id, name, url, enabled, event_types, max_attempts,
                               max_age_seconds, timeout_ms, backoff_initial_ms, backoff_max_ms,
-                              max_in_flight, signing_secrets)
+                              max_in_flight, ordering, rate_limit_per_second,
+                              signing_secrets)
     VALUES (%(tenant_id)s, %(name)s, %(url)s, %(enabled)s, %(event_types)s, %(max_attempts)s,
             %(max_age_seconds)s, %(timeout_ms)s, %(backoff_initial_ms)s, %(backoff_max_ms)s,
-            %(max_in_flight)s, %(signing_secrets)s)
+            %(max_in_flight)s, %(ordering)s, %(rate_limit_per_second)s, %(signing_secrets)s)
     RETURNING *
 ), audit AS (
     INSERT INTO audit_records (tenant_id, actor, action, destination_id, data)
@@ -51,7 +52,8 @@ WITH updated AS (
            event_types = %(event_types)s, max_attempts = %(max_attempts)s,
            max_age_seconds = %(max_age_seconds)s, timeout_ms = %(timeout_ms)s,
            backoff_initial_ms = %(backoff_initial_ms)s, backoff_max_ms = %(backoff_max_ms)s,
-           max_in_flight = %(max_in_flight)s,
+           max_in_flight = %(max_in_flight)s, ordering = %(ordering)s,
+           rate_limit_per_second = %(rate_limit_per_second)s,
            disabled_reason = CASE WHEN %(enabled)s THEN NULL ELSE disabled_reason END,
            -- when it went off (outage recovery) and last came on (health)
            disabled_at = CASE WHEN %(enabled)s THEN NULL ELSE coalesce(disabled_at, now()) END,
@@ -59,6 +61,17 @@ WITH updated AS (
            updated_at = now()
      WHERE tenant_id = %(tenant_id)s AND id = %(id)s AND deleted_at IS NULL
     RETURNING *
+), line_up AS (
+    -- Deliveries already waiting join the FIFO line when a destination turns fifo.
+    UPDATE deliveries d
+       SET line_position = nextval('courier_fifo_line')
+      FROM (SELECT w.tenant_id, w.id
+              FROM deliveries w JOIN updated u
+                ON w.tenant_id = u.tenant_id AND w.destination_id = u.id
+             WHERE u.ordering = 'fifo' AND w.state IN ('pending', 'retry_scheduled')
+               AND w.line_position = 0
+             ORDER BY w.id) AS joining
+     WHERE d.tenant_id = joining.tenant_id AND d.id = joining.id
 ), audit AS (
     INSERT INTO audit_records (tenant_id, actor, action, destination_id, data)
     SELECT tenant_id, %(actor)s, 'destination.updated', id,

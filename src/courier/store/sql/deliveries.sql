@@ -12,8 +12,9 @@ WITH ev AS (
     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING tenant_id, id, type, created_at
 ), dl AS (
-    INSERT INTO deliveries (tenant_id, event_id, destination_id)
-    SELECT ev.tenant_id, ev.id, dst.id
+    INSERT INTO deliveries (tenant_id, event_id, destination_id, line_position)
+    SELECT ev.tenant_id, ev.id, dst.id,
+           CASE WHEN dst.ordering = 'fifo' THEN nextval('courier_fifo_line') ELSE 0 END
       FROM ev
       JOIN destinations dst ON dst.tenant_id = ev.tenant_id
      WHERE dst.enabled AND dst.deleted_at IS NULL
@@ -98,22 +99,62 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
      ORDER BY locked_until
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
-), due AS (
-    SELECT x.tenant_id, x.id, x.destination_id, x.next_attempt_at
+), buckets AS (
+    -- Rate-limited destinations keep a token bucket on their row, refilled by elapsed
+    -- time and shared by every worker. Locked with SKIP LOCKED, so two claims never spend
+    -- the same tokens: a destination another claim holds waits for the next round.
+    SELECT dst.tenant_id, dst.id,
+           least(greatest(dst.rate_limit_per_second, 1.0),
+                 coalesce(dst.rate_tokens, greatest(dst.rate_limit_per_second, 1.0))
+                 + dst.rate_limit_per_second
+                   * extract(epoch FROM now() - coalesce(dst.rate_updated_at, now())))
+               AS tokens
+      FROM destinations dst
+      JOIN due_destinations u ON u.tenant_id = dst.tenant_id AND u.destination_id = dst.id
+     WHERE dst.rate_limit_per_second IS NOT NULL
+       FOR UPDATE OF dst SKIP LOCKED
+), allowance AS (
+    SELECT u.tenant_id, u.destination_id, dst.ordering,
+           greatest(0, least(
+               share.each,
+               dst.max_in_flight - coalesce(f.n, 0),
+               CASE WHEN dst.rate_limit_per_second IS NULL THEN share.each
+                    ELSE floor(coalesce(b.tokens, 0))::integer END)) AS n,
+           coalesce(f.n, 0) AS in_flight
       FROM due_destinations u
       JOIN destinations dst ON dst.tenant_id = u.tenant_id AND dst.id = u.destination_id
       LEFT JOIN in_flight f
         ON f.tenant_id = u.tenant_id AND f.destination_id = u.destination_id
+      LEFT JOIN buckets b ON b.tenant_id = u.tenant_id AND b.id = u.destination_id
      CROSS JOIN share
+), due AS (
+    SELECT x.tenant_id, x.id, x.destination_id, x.next_attempt_at
+      FROM allowance a
      CROSS JOIN LATERAL (
             SELECT d.tenant_id, d.id, d.destination_id, d.next_attempt_at
               FROM deliveries d
-             WHERE d.tenant_id = u.tenant_id AND d.destination_id = u.destination_id
+             WHERE d.tenant_id = a.tenant_id AND d.destination_id = a.destination_id
                AND d.state IN ('pending', 'retry_scheduled') AND d.next_attempt_at <= now()
              -- the full key of deliveries_waiting, so the planner walks that index
              ORDER BY d.tenant_id, d.destination_id, d.next_attempt_at
-             LIMIT greatest(0, least(share.each, dst.max_in_flight - coalesce(f.n, 0)))
+             LIMIT a.n
                FOR UPDATE SKIP LOCKED) AS x
+     WHERE a.ordering = 'unordered'
+), due_fifo AS (
+    -- A FIFO line moves only when nothing of it is in flight, and only its head (the
+    -- oldest waiting delivery) may go, once due. Not locked here: a head another claim
+    -- just took fails the guarded UPDATE below, and nothing behind it is ever taken.
+    SELECT x.tenant_id, x.id, x.destination_id, x.next_attempt_at
+      FROM allowance a
+     CROSS JOIN LATERAL (
+            SELECT d.tenant_id, d.id, d.destination_id, d.next_attempt_at
+              FROM deliveries d
+             WHERE d.tenant_id = a.tenant_id AND d.destination_id = a.destination_id
+               AND d.line_position > 0 AND d.state IN ('pending', 'retry_scheduled')
+             ORDER BY d.tenant_id, d.destination_id, d.line_position
+             LIMIT 1) AS x
+     WHERE a.ordering = 'fifo' AND a.in_flight = 0 AND a.n > 0
+       AND x.next_attempt_at <= now()
 ), candidates AS (
     SELECT tenant_id, id, destination_id, 0::bigint AS rank, now() AS due_at FROM expired
     UNION ALL
@@ -121,6 +162,8 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
            row_number() OVER (PARTITION BY tenant_id, destination_id ORDER BY next_attempt_at),
            next_attempt_at
       FROM due
+    UNION ALL
+    SELECT tenant_id, id, destination_id, 1, next_attempt_at FROM due_fifo
 ), picked AS (
     SELECT d.tenant_id, d.id, d.state AS old_state, d.attempt_count AS old_attempt_count,
            CASE WHEN dst.deleted_at IS NOT NULL THEN 'destination_missing'
@@ -146,6 +189,8 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
            attempt_count = d.attempt_count + 1, updated_at = now()
       FROM picked p
      WHERE d.tenant_id = p.tenant_id AND d.id = p.id AND p.refusal IS NULL
+       -- guarded: a row another claim moved since our snapshot is left alone
+       AND d.state = p.old_state AND d.attempt_count = p.old_attempt_count
     RETURNING d.tenant_id, d.id, d.event_id, d.destination_id, d.attempt_count, d.created_at
 ), refused AS (
     UPDATE deliveries d
@@ -153,6 +198,7 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
            next_attempt_at = NULL, last_error = p.refusal, updated_at = now()
       FROM picked p
      WHERE d.tenant_id = p.tenant_id AND d.id = p.id AND p.refusal IS NOT NULL
+       AND d.state = p.old_state AND d.attempt_count = p.old_attempt_count
     RETURNING d.tenant_id, d.id, d.event_id, d.destination_id, d.attempt_count, p.refusal
 ), refused_audit AS (
     INSERT INTO audit_records (tenant_id, actor, action, delivery_id, destination_id, reason)
@@ -164,6 +210,14 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
     SELECT tenant_id, 'delivery.failed', id, event_id, destination_id, 'failed', attempt_count,
            jsonb_build_object('reason', refusal)
       FROM refused
+), spend AS (
+    UPDATE destinations dst
+       SET rate_tokens = b.tokens - coalesce(t.n, 0), rate_updated_at = now()
+      FROM buckets b
+      LEFT JOIN (SELECT tenant_id, destination_id, count(*) AS n
+                   FROM claimed GROUP BY tenant_id, destination_id) AS t
+        ON t.tenant_id = b.tenant_id AND t.destination_id = b.id
+     WHERE dst.tenant_id = b.tenant_id AND dst.id = b.id
 ), attempts AS (
     INSERT INTO delivery_attempts (tenant_id, delivery_id, event_id, attempt_number, worker_id)
     SELECT tenant_id, id, event_id, attempt_count, %(worker_id)s FROM claimed
@@ -283,10 +337,10 @@ SELECT k.tenant_id, k.id AS key_id
 -- name: create_destination
 INSERT INTO destinations (tenant_id, name, url, enabled, event_types, max_attempts,
                           max_age_seconds, timeout_ms, backoff_initial_ms, backoff_max_ms,
-                          max_in_flight, signing_secrets)
+                          max_in_flight, ordering, rate_limit_per_second, signing_secrets)
 VALUES (%(tenant_id)s, %(name)s, %(url)s, %(enabled)s, %(event_types)s, %(max_attempts)s,
         %(max_age_seconds)s, %(timeout_ms)s, %(backoff_initial_ms)s, %(backoff_max_ms)s,
-        %(max_in_flight)s, %(signing_secrets)s)
+        %(max_in_flight)s, %(ordering)s, %(rate_limit_per_second)s, %(signing_secrets)s)
 RETURNING *;
 
 -- name: set_destination_enabled
