@@ -46,16 +46,17 @@ WITH ev AS (
 ), dl AS (
     INSERT INTO deliveries (tenant_id, event_id, destination_id, state, attempt_count,
                             next_attempt_at, created_at, updated_at, delivered_at,
-                            last_http_status)
+                            last_http_status, line_position)
     SELECT tenant_id, id, %(destination_id)s, 'delivered', 1, NULL, created_at, created_at,
-           created_at, 200
+           created_at, 200, 0
       FROM ev
-    RETURNING tenant_id, id, event_id, created_at
+    RETURNING tenant_id, id, event_id, destination_id, created_at
 )
-INSERT INTO delivery_attempts (tenant_id, delivery_id, event_id, attempt_number, worker_id,
-                               started_at, finished_at, duration_ms, http_status, retryable,
-                               outcome)
-SELECT tenant_id, id, event_id, 1, 'history', created_at, created_at, 1, 200, false, 'succeeded'
+INSERT INTO delivery_attempts (tenant_id, delivery_id, event_id, destination_id, attempt_number,
+                               worker_id, started_at, finished_at, duration_ms, http_status,
+                               retryable, outcome)
+SELECT tenant_id, id, event_id, destination_id, 1, 'history', created_at, created_at, 1, 200,
+       false, 'succeeded'
   FROM dl
 """
 

@@ -219,8 +219,9 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
         ON t.tenant_id = b.tenant_id AND t.destination_id = b.id
      WHERE dst.tenant_id = b.tenant_id AND dst.id = b.id
 ), attempts AS (
-    INSERT INTO delivery_attempts (tenant_id, delivery_id, event_id, attempt_number, worker_id)
-    SELECT tenant_id, id, event_id, attempt_count, %(worker_id)s FROM claimed
+    INSERT INTO delivery_attempts
+           (tenant_id, delivery_id, event_id, destination_id, attempt_number, worker_id)
+    SELECT tenant_id, id, event_id, destination_id, attempt_count, %(worker_id)s FROM claimed
 )
 SELECT c.tenant_id, c.id, c.event_id, c.destination_id, c.attempt_count, c.created_at,
        e.payload::text AS payload,
