@@ -315,7 +315,7 @@ def growth_notes(results: Results) -> list[str]:
             f"{_ratio(hist.rate, base.rate):.0%} of its empty-table rate "
             f"({_n(hist.rate)} vs {_n(base.rate)}/s; filling took "
             f"{results.history_fill_s:.0f} s). The claim reads only the partial index "
-            "`deliveries_due` (rows waiting), so its cost does not depend on terminal rows; "
+            "`deliveries_waiting` (rows waiting), so its cost does not depend on terminal rows; "
             "what history costs is larger primary-key and foreign-key indexes for the "
             "inserts and updates to walk, and more of them outside shared_buffers."
         )
