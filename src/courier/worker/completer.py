@@ -1,7 +1,9 @@
 """Group commit of finished attempts, in the manner of River's batch completer.
 
-Delivery tasks hand their results here and move on; this writes everything that
-arrived within a few milliseconds in one fenced statement. A database error keeps
+Delivery tasks hand their results here and move on; this writes them in one fenced
+statement once `batch_target` have gathered or the oldest has waited `interval_s`,
+whichever comes first: a statement's fixed cost is far above a row's, so a trickle of
+results (a slow receiver) is not written one row per statement. A database error keeps
 the batch and retries it: completion is fenced on (worker, attempt), so a batch
 that did commit before the error was seen matches nothing the second time.
 """
@@ -9,6 +11,7 @@ that did commit before the error was seen matches nothing the second time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,6 +34,7 @@ class Completer:
         connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]],
         interval_s: float,
         max_pending: int,
+        batch_target: int = 64,
         on_committed: Callable[[list[Completion], list[Completed]], None],
         on_db_error: Callable[[BaseException], Awaitable[None]],
     ) -> None:
@@ -39,6 +43,8 @@ class Completer:
         self._interval_s = interval_s
         self._pending: list[Completion] = []
         self._has_items = asyncio.Event()
+        self._full = asyncio.Event()  # batch_target results are waiting
+        self._batch_target = max(1, min(batch_target, MAX_BATCH))
         self._space = asyncio.Condition()
         self._max_pending = max_pending
         self._on_committed = on_committed
@@ -59,6 +65,8 @@ class Completer:
         self._pending.append(completion)
         self._idle.clear()
         self._has_items.set()
+        if len(self._pending) >= self._batch_target:
+            self._full.set()
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -77,8 +85,11 @@ class Completer:
                 waiter.cancel()
                 stopper.cancel()
                 continue
-            if self._interval_s > 0 and len(self._pending) < MAX_BATCH:
-                await asyncio.sleep(self._interval_s)
+            if self._interval_s > 0 and len(self._pending) < self._batch_target:
+                self._full.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._interval_s):
+                        await self._full.wait()
             await self._flush_once(stop)
         await self.close()
 

@@ -2,9 +2,10 @@
 
 The loop claims up to its free slots in one statement, delivers each claimed row in its
 own task through the adapter, and hands the result to the completer, which writes
-results in batches. Side tasks keep leases alive (heartbeat) and listen for NOTIFY.
-When idle it sleeps until a NOTIFY, the next due retry, or the jittered poll interval,
-whichever comes first.
+results in batches. A few claimed rows wait in memory (`prefetch`), so a slot that
+frees starts its next delivery at once instead of after a database round trip. Side
+tasks keep leases alive (heartbeat) and listen for NOTIFY. When idle it sleeps until a
+NOTIFY, the next due retry, or the jittered poll interval, whichever comes first.
 
 Stopping (SIGTERM/SIGINT): no new claims; in-flight deliveries get a grace period; what
 is still unfinished then is cancelled and its lease handed back (expired at once), so
@@ -14,6 +15,7 @@ another worker picks it up immediately and closes the lost attempt as `abandoned
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -59,11 +61,15 @@ class WorkerConfig:
     poll_interval_s: float = 1.0
     lease_seconds: float = 60.0
     shutdown_grace_s: float = 30.0
-    completion_interval_s: float = 0.002
+    completion_interval_s: float = 0.01
+    # Claimed rows kept ready beyond the in-flight slots; None: a quarter of concurrency.
+    prefetch: int | None = None
     tenant_filter: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.tenant_filter = frozenset(str(t) for t in self.tenant_ids or ())
+        if self.prefetch is None:
+            self.prefetch = min(self.batch_size, max(1, self.concurrency // 2))
 
 
 class Worker:
@@ -84,6 +90,8 @@ class Worker:
         self.metrics = metrics or CourierMetrics()
         self._held: dict[Key, int] = {}  # claimed and not yet committed -> attempt number
         self._tasks: dict[Key, asyncio.Task[None]] = {}
+        # Claimed (leased, attempt row written) but not started: started as slots free.
+        self._ready: collections.deque[ClaimedDelivery] = collections.deque()
         self._slot_freed = asyncio.Event()
         self._wake = asyncio.Event()
         self._claim_conn: psycopg.AsyncConnection[Any] | None = None
@@ -94,6 +102,7 @@ class Worker:
             connect=self._connect,
             interval_s=config.completion_interval_s,
             max_pending=max(4 * config.concurrency, 256),
+            batch_target=max(config.batch_size, 1),
             on_committed=self._on_committed,
             on_db_error=self._db_error,
         )
@@ -160,18 +169,25 @@ class Worker:
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         cfg = self.config
-        gather_threshold = max(1, min(cfg.batch_size, cfg.concurrency) // 4)
+        capacity = cfg.concurrency + (cfg.prefetch or 0)
+        gather_threshold = max(1, min(cfg.batch_size, capacity) // 4)
+        low_water = (cfg.prefetch or 0) // 2
         gathered = False
         while not stop.is_set():
             # A slot frees when its HTTP exchange ends, not when the result commits: the
             # completer's bounded queue is what holds back a worker the database can't
             # keep up with.
-            free = cfg.concurrency - len(self._tasks)
+            free = capacity - len(self._tasks) - len(self._ready)
             if free <= 0:
                 self._slot_freed.clear()
                 await _wait_any(stop, self._slot_freed, timeout=None)
                 continue
-            if self._tasks and free < gather_threshold and not gathered:
+            if len(self._ready) > low_water:
+                # Enough is ready to start as slots free; top up in batches, not per row.
+                self._slot_freed.clear()
+                await _wait_any(stop, self._slot_freed, timeout=None)
+                continue
+            if self._tasks and not self._ready and free < gather_threshold and not gathered:
                 # Claim in batches, not one row per freed slot: give others a moment.
                 self._slot_freed.clear()
                 await _wait_any(stop, self._slot_freed, timeout=SLOT_GATHER_S)
@@ -196,8 +212,7 @@ class Worker:
                 await self._db_error(exc)
                 continue
             self._db_failures = 0
-            for row in claimed:
-                self._start(row)
+            self._hold(claimed)
             if len(claimed) == limit:
                 continue  # there is probably more
             await self._idle_wait(stop)
@@ -228,11 +243,18 @@ class Worker:
                 return  # the walk stopped early; more destinations follow the cursor
         await _wait_any(stop, *events, timeout=timeout)
 
-    def _start(self, row: ClaimedDelivery) -> None:
-        self._held[row.key] = row.attempt_number
-        self.claimed_total += 1
+    def _hold(self, claimed: Sequence[ClaimedDelivery]) -> None:
+        for row in claimed:
+            self._held[row.key] = row.attempt_number
+            self._ready.append(row)
+        self.claimed_total += len(claimed)
         self.metrics.in_flight.set(len(self._held))
-        self._tasks[row.key] = asyncio.create_task(self._deliver(row))
+        self._start_ready()
+
+    def _start_ready(self) -> None:
+        while self._ready and len(self._tasks) < self.config.concurrency:
+            row = self._ready.popleft()
+            self._tasks[row.key] = asyncio.create_task(self._deliver(row))
 
     # -- one delivery --------------------------------------------------------------------
 
@@ -271,6 +293,7 @@ class Worker:
             await self._completer.submit(completion)
         finally:
             self._tasks.pop(row.key, None)
+            self._start_ready()
             self._slot_freed.set()
 
     def _decide(self, row: ClaimedDelivery, result: AttemptResult) -> Completion:
@@ -402,6 +425,8 @@ class Worker:
         completer_stop: asyncio.Event,
         side: list[asyncio.Task[None]],
     ) -> None:
+        # Rows claimed but never started are handed back below with the unfinished ones.
+        self._ready.clear()
         tasks = list(self._tasks.values())
         if tasks:
             logger.info(
