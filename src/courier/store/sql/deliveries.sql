@@ -86,11 +86,14 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
     SELECT greatest(1, ceil(%(limit)s::numeric / greatest(1, count(*))))::integer AS each
       FROM due_destinations
 ), in_flight AS (
-    SELECT tenant_id, destination_id, count(*) AS n
-      FROM deliveries
-     WHERE state = 'delivering'
-       AND (%(all_tenants)s OR tenant_id = ANY (%(tenant_ids)s::uuid[]))
-     GROUP BY tenant_id, destination_id
+    -- Only the destinations this claim may take from, each by its own index range.
+    SELECT u.tenant_id, u.destination_id, f.n
+      FROM due_destinations u
+     CROSS JOIN LATERAL (
+            SELECT count(*) AS n
+              FROM deliveries d
+             WHERE d.tenant_id = u.tenant_id AND d.destination_id = u.destination_id
+               AND d.state = 'delivering') AS f
 ), expired AS (
     SELECT tenant_id, id, destination_id
       FROM deliveries
@@ -264,7 +267,10 @@ WITH input AS (
            updated_at = now()
       FROM input i
      WHERE d.tenant_id = i.tenant_id AND d.id = i.delivery_id
-       AND d.state = 'delivering' AND d.locked_by = %(worker_id)s
+       -- A lease (locked_by) exists exactly while a row is delivering (a CHECK says so).
+       -- Not spelling out state = 'delivering' keeps the planner on the primary key:
+       -- with it, the planner may scan every in-flight row for each batch instead.
+       AND d.locked_by = %(worker_id)s
        AND d.attempt_count = i.attempt_number
     RETURNING d.tenant_id, d.id, d.event_id, d.destination_id, d.attempt_count, d.state,
               d.created_at, d.next_attempt_at, i.outcome, i.http_status, i.error_summary,

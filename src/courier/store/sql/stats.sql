@@ -4,7 +4,7 @@
 -- name: queue_stats
 -- One cheap query for every queue gauge, run every few seconds by one collector per
 -- process (never per scrape, never per tenant). Both counts read only the partial
--- queue indexes' rows (deliveries_waiting, deliveries_leased), so finished deliveries cost
+-- queue indexes' rows (deliveries_waiting, deliveries_in_flight), so finished deliveries cost
 -- nothing. The oldest due age is how long the earliest waiting row has been due
 -- (0 when nothing is due yet).
 SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
