@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -44,8 +46,60 @@ class HumanFormatter(logging.Formatter):
         return f"{line}  [{' '.join(extras)}]" if extras else line
 
 
+class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that, inside `batched_log_lines()`, writes its lines in one call.
+
+    A worker logs one line per finished attempt; writing (and flushing) each on its own
+    costs a system call per delivery, so a completion batch's lines go out together.
+    (Not named hold/release: logging.Handler's release() is its lock's.)
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._pending: list[str] | None = None
+        self._depth = 0
+
+    def hold_lines(self) -> None:
+        self._depth += 1
+        if self._pending is None:
+            self._pending = []
+
+    def write_held_lines(self) -> None:
+        self._depth -= 1
+        if self._depth > 0 or self._pending is None:
+            return
+        lines, self._pending = self._pending, None
+        if lines:
+            with self.lock:  # type: ignore[union-attr]
+                self.stream.write("".join(lines))
+                self.flush()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        pending = self._pending
+        if pending is None:
+            super().emit(record)
+            return
+        try:
+            pending.append(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+
+
+@contextmanager
+def batched_log_lines() -> Iterator[None]:
+    """Lines logged inside go out in one write per handler when the block ends."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, BatchingStreamHandler)]
+    for handler in handlers:
+        handler.hold_lines()
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.write_held_lines()
+
+
 def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BatchingStreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -112,6 +112,13 @@ async def claim_deliveries(
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("claim_deliveries"), params)
         rows = await cur.fetchall()
+    secrets_by_text: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        text = r["signing_secrets"]
+        parsed = secrets_by_text.get(text)
+        if parsed is None:
+            parsed = secrets_by_text[text] = orjson.loads(text)
+        r["signing_secrets"] = parsed  # rows of one destination share one list
     if not rows or rows[0]["walk_complete"] or rows[0]["walk_tenant"] is None:
         cursor.reset()
     else:

@@ -30,6 +30,7 @@ import psycopg
 from courier.adapters.base import AttemptResult, DeliveryAdapter, DeliveryRequest
 from courier.crypto import SecretBox
 from courier.enqueue import NOTIFY_CHANNEL
+from courier.logs import batched_log_lines
 from courier.metrics import CourierMetrics
 from courier.redact import summarize
 from courier.retry import RetryPolicy, decide
@@ -49,6 +50,8 @@ POLL_JITTER = 0.1  # ±10% on the poll interval, so many workers do not poll in 
 CAPPED_RETRY_S = 0.05  # re-claim delay while due work is held back by in-flight caps
 
 Key = tuple[uuid.UUID, uuid.UUID]
+# The live signing secrets of a claimed row, or why it cannot be signed.
+Secrets = tuple[str, ...] | Exception
 
 
 @dataclass(slots=True)
@@ -91,7 +94,7 @@ class Worker:
         self._held: dict[Key, int] = {}  # claimed and not yet committed -> attempt number
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         # Claimed (leased, attempt row written) but not started: started as slots free.
-        self._ready: collections.deque[ClaimedDelivery] = collections.deque()
+        self._ready: collections.deque[tuple[ClaimedDelivery, Secrets]] = collections.deque()
         self._slot_freed = asyncio.Event()
         self._wake = asyncio.Event()
         self._claim_conn: psycopg.AsyncConnection[Any] | None = None
@@ -244,38 +247,44 @@ class Worker:
         await _wait_any(stop, *events, timeout=timeout)
 
     def _hold(self, claimed: Sequence[ClaimedDelivery]) -> None:
+        # Rows of one destination share one secrets list: resolve each list once.
+        now = datetime.now(UTC).isoformat()
+        resolved: dict[int, Secrets] = {}
         for row in claimed:
             self._held[row.key] = row.attempt_number
-            self._ready.append(row)
+            secrets = resolved.get(id(row.signing_secrets))
+            if secrets is None:
+                secrets = resolved[id(row.signing_secrets)] = self._live_secrets(row, now)
+            self._ready.append((row, secrets))
         self.claimed_total += len(claimed)
         self.metrics.in_flight.set(len(self._held))
         self._start_ready()
 
     def _start_ready(self) -> None:
         while self._ready and len(self._tasks) < self.config.concurrency:
-            row = self._ready.popleft()
-            self._tasks[row.key] = asyncio.create_task(self._deliver(row))
+            row, secrets = self._ready.popleft()
+            self._tasks[row.key] = asyncio.create_task(self._deliver(row, secrets))
 
     # -- one delivery --------------------------------------------------------------------
 
-    def _live_secrets(self, row: ClaimedDelivery) -> tuple[str, ...]:
-        now = datetime.now(UTC).isoformat()
-        return tuple(
-            self.secret_box.decrypt(s["token"])
-            for s in row.signing_secrets
-            if not s.get("expires_at") or s["expires_at"] > now
-        )
-
-    async def _deliver(self, row: ClaimedDelivery) -> None:
+    def _live_secrets(self, row: ClaimedDelivery, now: str) -> Secrets:
         try:
-            try:
-                secrets = self._live_secrets(row)
-            except Exception as exc:  # a destination we cannot sign for must not crash us
+            return tuple(
+                self.secret_box.decrypt(s["token"])
+                for s in row.signing_secrets
+                if not s.get("expires_at") or s["expires_at"] > now
+            )
+        except Exception as exc:  # a destination we cannot sign for must not crash us
+            return exc
+
+    async def _deliver(self, row: ClaimedDelivery, secrets: Secrets) -> None:
+        try:
+            if isinstance(secrets, Exception):
                 result = AttemptResult(
                     outcome="retryable_failure",
                     http_status=None,
                     duration_ms=0,
-                    error_summary=summarize(f"cannot sign: {exc}"),
+                    error_summary=summarize(f"cannot sign: {secrets}"),
                 )
             else:
                 request = DeliveryRequest(
@@ -332,19 +341,20 @@ class Worker:
 
     def _on_committed(self, batch: list[Completion], written: list[Completed]) -> None:
         done = {(c.tenant_id, c.id) for c in written}
-        for completion in batch:
-            # Only forget a row if it still is the attempt we hold (not a newer claim).
-            if self._held.get(completion.key) == completion.attempt_number:
-                del self._held[completion.key]
-            if completion.key not in done:
-                self.metrics.stale_completions_total.inc()
-                logger.warning(
-                    "completion of delivery %s attempt %d dropped: the lease was taken over",
-                    completion.delivery_id,
-                    completion.attempt_number,
-                )
-            else:
-                log_completion(completion, self.config.worker_id)  # one line per attempt
+        with batched_log_lines():  # one line per attempt, one write per batch
+            for completion in batch:
+                # Only forget a row if it still is the attempt we hold (not a newer claim).
+                if self._held.get(completion.key) == completion.attempt_number:
+                    del self._held[completion.key]
+                if completion.key not in done:
+                    self.metrics.stale_completions_total.inc()
+                    logger.warning(
+                        "completion of delivery %s attempt %d dropped: the lease was taken over",
+                        completion.delivery_id,
+                        completion.attempt_number,
+                    )
+                else:
+                    log_completion(completion, self.config.worker_id)
         for c in written:
             self.completed_total += 1
             if c.state == "delivered":

@@ -229,7 +229,9 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
 SELECT c.tenant_id, c.id, c.event_id, c.destination_id, c.attempt_count, c.created_at,
        e.payload::text AS payload,
        dst.url, dst.timeout_ms, dst.max_attempts, dst.max_age_seconds,
-       dst.backoff_initial_ms, dst.backoff_max_ms, dst.signing_secrets,
+       dst.backoff_initial_ms, dst.backoff_max_ms,
+       -- as text: parsed once per destination per claim, not once per row
+       dst.signing_secrets::text AS signing_secrets,
        (SELECT count(*) FROM refused) AS refused_count,
        (SELECT count(*) FROM abandoned) AS abandoned_count,
        last_visit.tenant_id AS walk_tenant, last_visit.destination_id AS walk_destination,
