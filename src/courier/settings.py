@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(default=60.0, ge=1, le=86_400)
     worker_id: str = Field(default_factory=default_worker_id)
     worker_shutdown_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
-    worker_completion_interval_ms: float = Field(default=10.0, ge=0, le=1000)
+    worker_completion_interval_ms: float = Field(default=20.0, ge=0, le=1000)
 
     secret_key: SecretStr | None = None  # comma-separated; the first one encrypts
     allow_private_destinations: bool = False

@@ -64,7 +64,7 @@ class WorkerConfig:
     poll_interval_s: float = 1.0
     lease_seconds: float = 60.0
     shutdown_grace_s: float = 30.0
-    completion_interval_s: float = 0.01
+    completion_interval_s: float = 0.02
     # Claimed rows kept ready beyond the in-flight slots; None: a quarter of concurrency.
     prefetch: int | None = None
     tenant_filter: frozenset[str] = field(init=False)
