@@ -41,6 +41,9 @@ class CourierMetrics:
             registry=r,
         )
         self._destination_labels: set[str] = set()
+        # labels() costs a lock and a lookup per call; a worker calls it per attempt, so
+        # it keeps the children of (destination, outcome) pairs that have their own label.
+        self._attempt_children: dict[tuple[object, str], tuple[Counter, Counter]] = {}
         self.stale_completions_total = Counter(
             "courier_stale_completions_total",
             "Completions dropped because another worker had taken the lease over",
@@ -85,12 +88,32 @@ class CourierMetrics:
             registry=r,
         )
 
-    def destination_attempt(self, destination_id: object, outcome: str) -> None:
-        """Count an attempt for its destination; cardinality stays bounded by the limit."""
+    def _destination_label(self, destination_id: object) -> str:
         label = str(destination_id)
         if label not in self._destination_labels:
             if len(self._destination_labels) >= DESTINATION_LABEL_LIMIT:
-                label = OTHER_DESTINATION
-            else:
-                self._destination_labels.add(label)
-        self.destination_attempts_total.labels(label, outcome).inc()
+                return OTHER_DESTINATION
+            self._destination_labels.add(label)
+        return label
+
+    def destination_attempt(self, destination_id: object, outcome: str) -> None:
+        """Count an attempt for its destination; cardinality stays bounded by the limit."""
+        self.destination_attempts_total.labels(
+            self._destination_label(destination_id), outcome
+        ).inc()
+
+    def attempt(self, destination_id: object, outcome: str, duration_s: float) -> None:
+        """One finished attempt: its outcome, its destination's count and its duration."""
+        key = (destination_id, outcome)
+        children = self._attempt_children.get(key)
+        if children is None:
+            label = self._destination_label(destination_id)
+            children = (
+                self.attempts_total.labels(outcome),
+                self.destination_attempts_total.labels(label, outcome),
+            )
+            if label != OTHER_DESTINATION:  # bounded: at most the limit's destinations
+                self._attempt_children[key] = children
+        children[0].inc()
+        children[1].inc()
+        self.attempt_duration_seconds.observe(duration_s)

@@ -21,6 +21,7 @@ from tests.conftest import DestinationFactory
 from tests.support.engine import (
     attempts,
     delivery,
+    delivery_states,
     make_worker,
     run_workers,
     wait_terminal,
@@ -278,3 +279,58 @@ def test_worker_refuses_to_start_without_tenants(db_url: str, secret_key: str) -
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1 and "COURIER_WORKER_TENANTS" in lines[0]
     assert "Traceback" not in err.decode()
+
+
+async def test_ready_rows_start_as_slots_free_and_stop_hands_them_back(
+    conn: psycopg.Connection[Any],
+    db_url: str,
+    secret_key: str,
+    tenant: uuid.UUID,
+    receiver: Receiver,
+    make_destination: DestinationFactory,
+) -> None:
+    """Beyond its in-flight slots a worker holds `prefetch` claimed rows, never sent yet."""
+    release = asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(status=200)
+
+    make_destination(receiver.always("/held", held), timeout_ms=60_000)
+    ids = [enqueue_event(conn, tenant, "t", {"n": n}).deliveries[0].id for n in range(10)]
+    worker = make_worker(db_url, secret_key, concurrency=2, batch_size=4, prefetch=2)
+    async with run_workers([worker]):
+        await receiver.wait_for(2, "/held")
+        await asyncio.sleep(0.3)  # the claim loop has topped up what it may hold
+        states = delivery_states(conn)
+        assert states.get("delivering") == 4  # 2 sending + 2 ready, no more
+        assert len(receiver.hits("/held")) == 2  # the ready ones are not sent early
+        release.set()
+        await wait_terminal(db_url, len(ids))
+    sends = Counter(r.headers["webhook-id"] for r in receiver.hits("/held"))
+    assert len(sends) == 10 and set(sends.values()) == {1}
+    assert {delivery(conn, i)["state"] for i in ids} == {"delivered"}
+
+    # Stopping while rows wait in memory: they are handed back unsent, at once reclaimable.
+    release.clear()
+    more = [enqueue_event(conn, tenant, "t", {"n": n}).deliveries[0].id for n in range(10)]
+    worker = make_worker(
+        db_url,
+        secret_key,
+        concurrency=2,
+        batch_size=4,
+        prefetch=2,
+        shutdown_grace_s=0.2,
+        lease_seconds=600,
+    )
+    async with run_workers([worker]):
+        await receiver.wait_for(12, "/held")
+        await asyncio.sleep(0.3)
+    sent = {r.headers["webhook-id"] for r in receiver.hits("/held")}
+    held_rows = conn.execute(
+        "SELECT count(*) FROM deliveries WHERE id = ANY(%s) AND state = 'delivering'"
+        " AND locked_until < now()",
+        (more,),
+    ).fetchone()
+    assert held_rows == (4,)  # 2 cancelled mid-request + 2 never started, all handed back
+    assert len(sent) == 12

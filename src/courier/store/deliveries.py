@@ -149,23 +149,9 @@ async def complete_attempts(
     conn: psycopg.AsyncConnection[Any], *, worker_id: str, completions: Sequence[Completion]
 ) -> list[Completed]:
     """Write a batch of finished attempts in one statement; returns those not fenced out."""
-    batch = orjson.dumps(
-        [
-            {
-                "tenant_id": c.tenant_id,
-                "delivery_id": c.delivery_id,
-                "attempt_number": c.attempt_number,
-                "state": c.state,
-                "retry_delay": c.retry_delay_s,
-                "outcome": c.outcome,
-                "http_status": c.http_status,
-                "error_summary": c.error_summary,
-                "duration_ms": c.duration_ms,
-                "reason": c.reason,
-            }
-            for c in completions
-        ]
-    ).decode("utf-8")
+    # orjson writes each Completion (a dataclass) as an object keyed by its field names,
+    # which are the columns the statement's jsonb_to_recordset reads.
+    batch = orjson.dumps(list(completions)).decode("utf-8")
     params = {"worker_id": worker_id, "batch": batch}
     async with conn.cursor() as cur:
         await cur.execute(query("complete_attempts"), params)

@@ -296,9 +296,7 @@ class Worker:
                 )
                 result = await self.adapter.deliver(request)
             completion = self._decide(row, result)
-            self.metrics.attempts_total.labels(result.outcome).inc()
-            self.metrics.destination_attempt(row.destination_id, result.outcome)
-            self.metrics.attempt_duration_seconds.observe(result.duration_ms / 1000)
+            self.metrics.attempt(row.destination_id, result.outcome, result.duration_ms / 1000)
             await self._completer.submit(completion)
         finally:
             self._tasks.pop(row.key, None)

@@ -252,14 +252,14 @@ WITH input AS (
     SELECT *
       FROM jsonb_to_recordset(%(batch)s::jsonb)
            AS i(tenant_id uuid, delivery_id uuid, attempt_number integer, state text,
-                retry_delay float8, outcome text, http_status integer, error_summary text,
+                retry_delay_s float8, outcome text, http_status integer, error_summary text,
                 duration_ms integer, reason text)
 ), done AS (
     UPDATE deliveries d
        SET state = i.state,
            locked_by = NULL, locked_until = NULL,
            next_attempt_at = CASE WHEN i.state = 'retry_scheduled'
-                                  THEN now() + make_interval(secs => i.retry_delay) END,
+                                  THEN now() + make_interval(secs => i.retry_delay_s) END,
            last_error = i.error_summary,
            last_http_status = i.http_status,
            failure_reason = CASE WHEN i.state = 'failed' THEN i.reason END,
