@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import uuid
@@ -110,12 +111,30 @@ async def run_until_signalled(
     logger.info("worker %s stopped", worker.config.worker_id)
 
 
+GC_THRESHOLDS = (50_000, 50, 100)  # allocations before a young collection; then 50, 100
+
+
+def _tune_gc() -> None:
+    """Collect less often than CPython's default (every 700 allocations).
+
+    A busy worker allocates a few hundred short-lived objects per delivery (tasks,
+    futures, requests, rows), so the default spends about a fifth of the worker's CPU
+    per delivery in the collector (measured side by side, docs/benchmarks.md), though
+    almost none of it is cyclic garbage. What exists at
+    start (modules, settings) is frozen out of every collection. Cycles are still
+    collected, only in larger, rarer passes: resident memory did not change measurably.
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_worker(settings: Settings, database_url: str) -> None:
     worker = build_worker(settings, database_url)
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     main = run_until_signalled(
         worker, metrics_port=settings.worker_metrics_port, metrics_token=token
     )
+    _tune_gc()
     try:
         import uvloop
 
