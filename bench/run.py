@@ -39,6 +39,7 @@ PGQUEUER_SPECS = (
     WorkerSpec(1, 128, 50),
     WorkerSpec(2, 128, 50),
     WorkerSpec(4, 128, 50),
+    WorkerSpec(2, 256, 100),
 )
 PROCRASTINATE_SPECS = (WorkerSpec(1, 64, 1), WorkerSpec(2, 64, 1))
 SLOW_SPECS = {
