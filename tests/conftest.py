@@ -18,6 +18,7 @@ from courier.destinations import create_destination
 from courier.tenancy import create_tenant
 from tests.support.asyncapi import check_database_events
 from tests.support.database import create_database, drop_database, make_template, server_url
+from tests.support.engine import DestinationFactory, Engine
 from tests.support.receiver import Receiver
 
 TEST_SECRET_KEY = generate_key()
@@ -76,9 +77,6 @@ def tenant(conn: psycopg.Connection[Any]) -> uuid.UUID:
     return tenant_id
 
 
-DestinationFactory = Callable[..., tuple[dict[str, Any], str]]
-
-
 @pytest.fixture
 def make_destination(
     conn: psycopg.Connection[Any], secret_box: SecretBox, tenant: uuid.UUID
@@ -99,6 +97,19 @@ def make_destination(
 async def receiver() -> AsyncIterator[Receiver]:
     async with Receiver() as rx:
         yield rx
+
+
+@pytest.fixture
+def engine(
+    conn: psycopg.Connection[Any],
+    db_url: str,
+    secret_key: str,
+    tenant: uuid.UUID,
+    receiver: Receiver,
+    make_destination: DestinationFactory,
+) -> Engine:
+    """The six fixtures most delivery tests take, in one."""
+    return Engine(conn, db_url, secret_key, tenant, receiver, make_destination)
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from courier.crypto import SecretBox
 from courier.signing import generate_secret
 from courier.store.queries import query
+from courier.store.rows import fetch_one_sync
 
 
 def secret_entry(box: SecretBox, secret: str, expires_at: datetime | None = None) -> dict[str, Any]:
@@ -61,9 +61,9 @@ def create_destination(
         "ordering": ordering,
         "rate_limit_per_second": rate_limit_per_second,
         "signing_secrets": Jsonb([secret_entry(box, secret)], dumps=_dumps),
+        "actor": None,  # no audit record (the API's create writes one)
     }
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query("create_destination"), params).fetchone()
+    row = fetch_one_sync(conn, "api_create_destination", params)
     assert row is not None
     return row, secret
 

@@ -18,9 +18,8 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.rows import dict_row
 
-from courier.store.queries import query
+from courier.store.rows import fetch_one
 
 MAX_RECOVER = 10_000  # deliveries made by one call at most
 
@@ -66,9 +65,7 @@ async def outage(
         "since": since,
         "until": until,
     }
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("destination_outage"), params)
-        row = await cur.fetchone()
+    row = await fetch_one(conn, "destination_outage", params)
     if row is None:
         return None
     return Outage(since, int(row["missed_events"]), int(row["disabled_failures"]))
@@ -103,9 +100,7 @@ async def recover_destination(
         "limit": limit,
         "filter": orjson.dumps(filter_doc).decode("utf-8"),
     }
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("recover_destination"), params)
-        row = await cur.fetchone()
+    row = await fetch_one(conn, "recover_destination", params)
     if row is None:
         raise DestinationNotFound(str(destination_id))
     if not row["enabled"] and not dry_run:

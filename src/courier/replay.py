@@ -32,6 +32,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from courier.store.queries import query
+from courier.store.rows import fetch_one
 
 REPLAYABLE_STATES = ("delivered", "failed", "dead_lettered")
 BULK_STATES = ("dead_lettered", "failed")
@@ -217,9 +218,7 @@ async def replay_dead_letters(
         "dry_run": dry_run,
         "filter": _dumps(filter_doc),
     }
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("replay_dead_letters"), params)
-        row = await cur.fetchone()
+    row = await fetch_one(conn, "replay_dead_letters", params)
     assert row is not None
     ids: list[uuid.UUID] = list(row["delivery_ids"])
     next_cursor = encode_cursor(row["last_id"]) if row["more"] and row["last_id"] else None

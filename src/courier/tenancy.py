@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from courier.store.queries import query
+from courier.store.rows import fetch_one_sync
 
 KEY_PREFIX = "ck_"
 
@@ -49,9 +49,8 @@ def new_key(tenant_id: uuid.UUID) -> str:
 
 
 def create_tenant(conn: psycopg.Connection[Any], name: str) -> tuple[uuid.UUID, IssuedKey]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query("create_tenant"), {"name": name}).fetchone()
-        assert row is not None
+    row = fetch_one_sync(conn, "create_tenant", {"name": name})
+    assert row is not None
     tenant_id: uuid.UUID = row["id"]
     return tenant_id, create_api_key(conn, tenant_id, name="initial")
 

@@ -19,6 +19,7 @@ from courier.store import deliveries as store
 from courier.store.deliveries import Completion
 from tests.conftest import DestinationFactory
 from tests.support.engine import (
+    Engine,
     attempts,
     delivery,
     delivery_states,
@@ -27,7 +28,6 @@ from tests.support.engine import (
     wait_terminal,
     worker_process,
 )
-from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.delivery_retry
 
@@ -52,50 +52,42 @@ def _assert_no_overlapping_attempts(conn: psycopg.Connection[Any]) -> None:
     assert overlaps == (0,)
 
 
-async def test_eight_workers_deliver_each_exactly_once(
-    conn: psycopg.Connection[Any],
-    db_url: str,
-    secret_key: str,
-    tenant: uuid.UUID,
-    receiver: Receiver,
-    make_destination: DestinationFactory,
-) -> None:
+async def test_eight_workers_deliver_each_exactly_once(engine: Engine) -> None:
     n = 2000
-    make_destination(receiver.url("/load"))
-    _enqueue_many(conn, tenant, n)
+    engine.make_destination(engine.receiver.url("/load"))
+    _enqueue_many(engine.conn, engine.tenant, n)
     processes = [
-        worker_process(db_url, secret_key, COURIER_WORKER_CONCURRENCY="16") for _ in range(3)
+        worker_process(engine.db_url, engine.secret_key, COURIER_WORKER_CONCURRENCY="16")
+        for _ in range(3)
     ]
     try:
         # five in-process workers (own connections) + three `courier worker` processes
-        workers = [make_worker(db_url, secret_key, concurrency=16, batch_size=8) for _ in range(5)]
+        workers = [
+            make_worker(engine.db_url, engine.secret_key, concurrency=16, batch_size=8)
+            for _ in range(5)
+        ]
         async with run_workers(workers):
-            await wait_terminal(db_url, n, timeout=120)
+            await wait_terminal(engine.db_url, n, timeout=120)
     finally:
         for p in processes:
             p.send_signal(signal.SIGTERM)
         for p in processes:
             assert p.wait(timeout=30) == 0
-    ids = Counter(h.headers["webhook-id"] for h in receiver.hits("/load"))
+    ids = Counter(h.headers["webhook-id"] for h in engine.receiver.hits("/load"))
     assert len(ids) == n and set(ids.values()) == {1}  # each event received exactly once
-    states = conn.execute("SELECT state, attempt_count, count(*) FROM deliveries GROUP BY 1, 2")
+    states = engine.conn.execute(
+        "SELECT state, attempt_count, count(*) FROM deliveries GROUP BY 1, 2"
+    )
     assert states.fetchall() == [("delivered", 1, n)]
-    per_worker = conn.execute(
+    per_worker = engine.conn.execute(
         "SELECT count(DISTINCT worker_id), count(*) FROM delivery_attempts"
     ).fetchone()
     assert per_worker is not None and per_worker[1] == n
     assert per_worker[0] >= 2  # the work really was shared
-    _assert_no_overlapping_attempts(conn)
+    _assert_no_overlapping_attempts(engine.conn)
 
 
-async def test_sigkill_mid_delivery_is_reclaimed_and_abandoned(
-    conn: psycopg.Connection[Any],
-    db_url: str,
-    secret_key: str,
-    tenant: uuid.UUID,
-    receiver: Receiver,
-    make_destination: DestinationFactory,
-) -> None:
+async def test_sigkill_mid_delivery_is_reclaimed_and_abandoned(engine: Engine) -> None:
     arrived = asyncio.Event()
     calls = 0
 
@@ -107,9 +99,9 @@ async def test_sigkill_mid_delivery_is_reclaimed_and_abandoned(
             await asyncio.sleep(30)  # the first worker is killed while we sit here
         return web.Response(status=200)
 
-    make_destination(receiver.always("/slow", slow_first), timeout_ms=60_000)
-    (d,) = enqueue_event(conn, tenant, "t", {"k": 1}).deliveries
-    victim = worker_process(db_url, secret_key, COURIER_WORKER_LEASE_SECONDS="2")
+    engine.make_destination(engine.receiver.always("/slow", slow_first), timeout_ms=60_000)
+    (d,) = enqueue_event(engine.conn, engine.tenant, "t", {"k": 1}).deliveries
+    victim = worker_process(engine.db_url, engine.secret_key, COURIER_WORKER_LEASE_SECONDS="2")
     try:
         await asyncio.wait_for(arrived.wait(), timeout=30)
         os.kill(victim.pid, signal.SIGKILL)
@@ -117,12 +109,12 @@ async def test_sigkill_mid_delivery_is_reclaimed_and_abandoned(
     finally:
         if victim.poll() is None:
             victim.kill()
-    assert delivery(conn, d.id)["state"] == "delivering"
-    async with run_workers([make_worker(db_url, secret_key)]):
-        await wait_terminal(db_url, 1, timeout=30)
-    row = delivery(conn, d.id)
+    assert delivery(engine.conn, d.id)["state"] == "delivering"
+    async with run_workers([make_worker(engine.db_url, engine.secret_key)]):
+        await wait_terminal(engine.db_url, 1, timeout=30)
+    row = delivery(engine.conn, d.id)
     assert row["state"] == "delivered" and row["attempt_count"] == 2
-    first, second = attempts(conn, d.id)
+    first, second = attempts(engine.conn, d.id)
     assert first["outcome"] == "abandoned" and first["finished_at"] is not None
     assert second["outcome"] == "succeeded" and second["worker_id"] != first["worker_id"]
     assert second["started_at"] >= first["finished_at"]
@@ -179,36 +171,24 @@ async def test_stale_worker_cannot_overwrite_new_owner(
     assert delivery(conn, d.id)["state"] == "delivered"
 
 
-async def test_worker_serves_only_its_tenants(
-    conn: psycopg.Connection[Any],
-    db_url: str,
-    secret_key: str,
-    tenant: uuid.UUID,
-    receiver: Receiver,
-    make_destination: DestinationFactory,
-) -> None:
+async def test_worker_serves_only_its_tenants(engine: Engine) -> None:
     from courier.tenancy import create_tenant
 
-    other, _ = create_tenant(conn, "other-tenant")
-    make_destination(receiver.url("/mine"))
-    make_destination(receiver.url("/theirs"), tenant_id=other)
-    enqueue_event(conn, tenant, "t", {})
-    (theirs,) = enqueue_event(conn, other, "t", {}).deliveries
-    async with run_workers([make_worker(db_url, secret_key, tenant_ids=[tenant])]):
-        await wait_terminal(db_url, 1)
+    other, _ = create_tenant(engine.conn, "other-tenant")
+    engine.make_destination(engine.receiver.url("/mine"))
+    engine.make_destination(engine.receiver.url("/theirs"), tenant_id=other)
+    enqueue_event(engine.conn, engine.tenant, "t", {})
+    (theirs,) = enqueue_event(engine.conn, other, "t", {}).deliveries
+    async with run_workers(
+        [make_worker(engine.db_url, engine.secret_key, tenant_ids=[engine.tenant])]
+    ):
+        await wait_terminal(engine.db_url, 1)
         await asyncio.sleep(0.3)  # a few more polls: the other tenant's row stays put
-    assert len(receiver.hits("/mine")) == 1 and receiver.hits("/theirs") == []
-    assert delivery(conn, theirs.id)["state"] == "pending"
+    assert len(engine.receiver.hits("/mine")) == 1 and engine.receiver.hits("/theirs") == []
+    assert delivery(engine.conn, theirs.id)["state"] == "pending"
 
 
-async def test_sigterm_hands_back_unfinished_work(
-    conn: psycopg.Connection[Any],
-    db_url: str,
-    secret_key: str,
-    tenant: uuid.UUID,
-    receiver: Receiver,
-    make_destination: DestinationFactory,
-) -> None:
+async def test_sigterm_hands_back_unfinished_work(engine: Engine) -> None:
     arrived = asyncio.Event()
 
     async def hang(request: web.Request) -> web.Response:
@@ -216,21 +196,21 @@ async def test_sigterm_hands_back_unfinished_work(
         await asyncio.sleep(30)
         return web.Response(status=200)
 
-    make_destination(receiver.always("/hang", hang), timeout_ms=60_000)
-    (d,) = enqueue_event(conn, tenant, "t", {}).deliveries
+    engine.make_destination(engine.receiver.always("/hang", hang), timeout_ms=60_000)
+    (d,) = enqueue_event(engine.conn, engine.tenant, "t", {}).deliveries
     proc = worker_process(
-        db_url,
-        secret_key,
+        engine.db_url,
+        engine.secret_key,
         COURIER_WORKER_LEASE_SECONDS="600",
         COURIER_WORKER_SHUTDOWN_GRACE_SECONDS="0.5",
     )
     await asyncio.wait_for(arrived.wait(), timeout=30)
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(proc.wait, 30) == 0
-    row = delivery(conn, d.id)
+    row = delivery(engine.conn, d.id)
     # handed back: still held by nobody new, but its lease is already over
     assert row["state"] == "delivering"
-    expired = conn.execute(
+    expired = engine.conn.execute(
         "SELECT locked_until < now() FROM deliveries WHERE id = %s", (d.id,)
     ).fetchone()
     assert expired == (True,)
@@ -239,37 +219,34 @@ async def test_sigterm_hands_back_unfinished_work(
 @pytest.mark.slow
 async def test_full_restart_continues_scheduled_retries(
     pg_server: tuple[str, Any],
-    conn: psycopg.Connection[Any],
-    db_url: str,
-    secret_key: str,
-    tenant: uuid.UUID,
-    receiver: Receiver,
-    make_destination: DestinationFactory,
+    engine: Engine,
 ) -> None:
     _, embedded = pg_server
-    make_destination(receiver.script("/later", [500]), backoff_initial_ms=1500, backoff_max_ms=1500)
-    (d,) = enqueue_event(conn, tenant, "t", {}).deliveries
-    proc = worker_process(db_url, secret_key)
+    engine.make_destination(
+        engine.receiver.script("/later", [500]), backoff_initial_ms=1500, backoff_max_ms=1500
+    )
+    (d,) = enqueue_event(engine.conn, engine.tenant, "t", {}).deliveries
+    proc = worker_process(engine.db_url, engine.secret_key)
     try:
-        await receiver.wait_for(1, "/later")
+        await engine.receiver.wait_for(1, "/later")
         await asyncio.sleep(0.3)  # let the completion commit
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 30) == 0
-    assert delivery(conn, d.id)["state"] == "retry_scheduled"
-    conn.close()
+    assert delivery(engine.conn, d.id)["state"] == "retry_scheduled"
+    engine.conn.close()
     if embedded is not None:  # restart the database too, when the tests own it
         await asyncio.to_thread(embedded.restart)
-    proc = worker_process(db_url, secret_key)
+    proc = worker_process(engine.db_url, engine.secret_key)
     try:
-        await wait_terminal(db_url, 1, timeout=30)
+        await wait_terminal(engine.db_url, 1, timeout=30)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 30) == 0
-    with psycopg.connect(db_url) as fresh:
+    with psycopg.connect(engine.db_url) as fresh:
         row = delivery(fresh, d.id)
         assert row["state"] == "delivered" and row["attempt_count"] == 2
-    assert len(receiver.hits("/later")) == 2
+    assert len(engine.receiver.hits("/later")) == 2
 
 
 def test_worker_refuses_to_start_without_tenants(db_url: str, secret_key: str) -> None:
@@ -281,14 +258,7 @@ def test_worker_refuses_to_start_without_tenants(db_url: str, secret_key: str) -
     assert "Traceback" not in err.decode()
 
 
-async def test_ready_rows_start_as_slots_free_and_stop_hands_them_back(
-    conn: psycopg.Connection[Any],
-    db_url: str,
-    secret_key: str,
-    tenant: uuid.UUID,
-    receiver: Receiver,
-    make_destination: DestinationFactory,
-) -> None:
+async def test_ready_rows_start_as_slots_free_and_stop_hands_them_back(engine: Engine) -> None:
     """Beyond its in-flight slots a worker holds `prefetch` claimed rows, never sent yet."""
     release = asyncio.Event()
 
@@ -296,27 +266,31 @@ async def test_ready_rows_start_as_slots_free_and_stop_hands_them_back(
         await release.wait()
         return web.Response(status=200)
 
-    make_destination(receiver.always("/held", held), timeout_ms=60_000)
-    ids = [enqueue_event(conn, tenant, "t", {"n": n}).deliveries[0].id for n in range(10)]
-    worker = make_worker(db_url, secret_key, concurrency=2, batch_size=4, prefetch=2)
+    engine.make_destination(engine.receiver.always("/held", held), timeout_ms=60_000)
+    ids = [
+        enqueue_event(engine.conn, engine.tenant, "t", {"n": n}).deliveries[0].id for n in range(10)
+    ]
+    worker = make_worker(engine.db_url, engine.secret_key, concurrency=2, batch_size=4, prefetch=2)
     async with run_workers([worker]):
-        await receiver.wait_for(2, "/held")
+        await engine.receiver.wait_for(2, "/held")
         await asyncio.sleep(0.3)  # the claim loop has topped up what it may hold
-        states = delivery_states(conn)
+        states = delivery_states(engine.conn)
         assert states.get("delivering") == 4  # 2 sending + 2 ready, no more
-        assert len(receiver.hits("/held")) == 2  # the ready ones are not sent early
+        assert len(engine.receiver.hits("/held")) == 2  # the ready ones are not sent early
         release.set()
-        await wait_terminal(db_url, len(ids))
-    sends = Counter(r.headers["webhook-id"] for r in receiver.hits("/held"))
+        await wait_terminal(engine.db_url, len(ids))
+    sends = Counter(r.headers["webhook-id"] for r in engine.receiver.hits("/held"))
     assert len(sends) == 10 and set(sends.values()) == {1}
-    assert {delivery(conn, i)["state"] for i in ids} == {"delivered"}
+    assert {delivery(engine.conn, i)["state"] for i in ids} == {"delivered"}
 
     # Stopping while rows wait in memory: they are handed back unsent, at once reclaimable.
     release.clear()
-    more = [enqueue_event(conn, tenant, "t", {"n": n}).deliveries[0].id for n in range(10)]
+    more = [
+        enqueue_event(engine.conn, engine.tenant, "t", {"n": n}).deliveries[0].id for n in range(10)
+    ]
     worker = make_worker(
-        db_url,
-        secret_key,
+        engine.db_url,
+        engine.secret_key,
         concurrency=2,
         batch_size=4,
         prefetch=2,
@@ -324,10 +298,10 @@ async def test_ready_rows_start_as_slots_free_and_stop_hands_them_back(
         lease_seconds=600,
     )
     async with run_workers([worker]):
-        await receiver.wait_for(12, "/held")
+        await engine.receiver.wait_for(12, "/held")
         await asyncio.sleep(0.3)
-    sent = {r.headers["webhook-id"] for r in receiver.hits("/held")}
-    held_rows = conn.execute(
+    sent = {r.headers["webhook-id"] for r in engine.receiver.hits("/held")}
+    held_rows = engine.conn.execute(
         "SELECT count(*) FROM deliveries WHERE id = ANY(%s) AND state = 'delivering'"
         " AND locked_until < now()",
         (more,),

@@ -7,16 +7,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import uuid
-from typing import Any
 
-import psycopg
 import pytest
 from aiohttp import web
 
 from courier.enqueue import enqueue_event
-from tests.conftest import DestinationFactory
 from tests.support.engine import (
+    Engine,
     attempts,
     delivery,
     make_worker,
@@ -24,18 +21,12 @@ from tests.support.engine import (
     wait_terminal,
     worker_process,
 )
-from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.delivery_retry
 
 
 async def test_kill_after_2xx_before_commit_duplicates_once_and_loses_nothing(
-    conn: psycopg.Connection[Any],
-    db_url: str,
-    secret_key: str,
-    tenant: uuid.UUID,
-    receiver: Receiver,
-    make_destination: DestinationFactory,
+    engine: Engine,
 ) -> None:
     answered = asyncio.Event()
 
@@ -43,14 +34,14 @@ async def test_kill_after_2xx_before_commit_duplicates_once_and_loses_nothing(
         answered.set()
         return web.Response(status=200)
 
-    make_destination(receiver.always("/hook", ok))
-    result = enqueue_event(conn, tenant, "order.paid", {"order": 7})
+    engine.make_destination(engine.receiver.always("/hook", ok))
+    result = enqueue_event(engine.conn, engine.tenant, "order.paid", {"order": 7})
     (d,) = result.deliveries
     # A one-second group-commit window keeps the answered attempt uncommitted long
     # enough for the kill to land between "receiver said 200" and "result written".
     victim = worker_process(
-        db_url,
-        secret_key,
+        engine.db_url,
+        engine.secret_key,
         COURIER_WORKER_LEASE_SECONDS="2",
         COURIER_WORKER_COMPLETION_INTERVAL_MS="1000",
     )
@@ -62,16 +53,18 @@ async def test_kill_after_2xx_before_commit_duplicates_once_and_loses_nothing(
     finally:
         if victim.poll() is None:
             victim.kill()
-    assert delivery(conn, d.id)["state"] == "delivering"  # the 200 never reached the database
+    assert (
+        delivery(engine.conn, d.id)["state"] == "delivering"
+    )  # the 200 never reached the database
 
-    async with run_workers([make_worker(db_url, secret_key)]):
-        await wait_terminal(db_url, 1, timeout=30)
+    async with run_workers([make_worker(engine.db_url, engine.secret_key)]):
+        await wait_terminal(engine.db_url, 1, timeout=30)
 
-    hits = receiver.hits("/hook")
+    hits = engine.receiver.hits("/hook")
     assert len(hits) == 2  # exactly one duplicate
     assert hits[0].headers["webhook-id"] == hits[1].headers["webhook-id"] == str(result.event_id)
-    row = delivery(conn, d.id)
+    row = delivery(engine.conn, d.id)
     assert row["state"] == "delivered" and row["attempt_count"] == 2
-    first, second = attempts(conn, d.id)
+    first, second = attempts(engine.conn, d.id)
     assert (first["outcome"], first["http_status"]) == ("abandoned", None)
     assert (second["outcome"], second["http_status"]) == ("succeeded", 200)

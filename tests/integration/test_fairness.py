@@ -5,25 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
-import psycopg
 from aiohttp import web
 
 from courier.enqueue import enqueue_event
-from tests.conftest import DestinationFactory
-from tests.support.engine import make_worker, run_workers
-from tests.support.receiver import Receiver
+from tests.support.engine import Engine, make_worker, run_workers
 
 
-async def test_backlog_of_a_slow_destination_does_not_delay_another(
-    conn: psycopg.Connection[Any],
-    db_url: str,
-    secret_key: str,
-    tenant: uuid.UUID,
-    receiver: Receiver,
-    make_destination: DestinationFactory,
-) -> None:
+async def test_backlog_of_a_slow_destination_does_not_delay_another(engine: Engine) -> None:
     in_flight_a = 0
     peak_a = 0
 
@@ -37,26 +26,32 @@ async def test_backlog_of_a_slow_destination_does_not_delay_another(
             in_flight_a -= 1
         return web.Response(status=200)
 
-    a, _ = make_destination(
-        receiver.always("/a", slow), event_types=["a.*"], max_in_flight=16, timeout_ms=5000
+    a, _ = engine.make_destination(
+        engine.receiver.always("/a", slow), event_types=["a.*"], max_in_flight=16, timeout_ms=5000
     )
-    b, _ = make_destination(receiver.url("/b"), event_types=["b.*"])
-    with conn.transaction():
+    b, _ = engine.make_destination(engine.receiver.url("/b"), event_types=["b.*"])
+    with engine.conn.transaction():
         for i in range(5000):
-            enqueue_event(conn, tenant, "a.tick", {"i": i})
+            enqueue_event(engine.conn, engine.tenant, "a.tick", {"i": i})
     b_ids = []
-    with conn.transaction():
+    with engine.conn.transaction():
         for i in range(50):  # enqueued after A's whole backlog, so due later
-            b_ids += [d.id for d in enqueue_event(conn, tenant, "b.tick", {"i": i}).deliveries]
+            b_ids += [
+                d.id
+                for d in enqueue_event(engine.conn, engine.tenant, "b.tick", {"i": i}).deliveries
+            ]
 
     def delivered(destination_id: uuid.UUID) -> int:
-        row = conn.execute(
+        row = engine.conn.execute(
             "SELECT count(*) FROM deliveries WHERE destination_id = %s AND state = 'delivered'",
             (destination_id,),
         ).fetchone()
         return int(row[0]) if row else 0
 
-    workers = [make_worker(db_url, secret_key, concurrency=64, batch_size=32) for _ in range(2)]
+    workers = [
+        make_worker(engine.db_url, engine.secret_key, concurrency=64, batch_size=32)
+        for _ in range(2)
+    ]
     async with run_workers(workers):
         for _ in range(600):  # bounded: 60 s at most
             if delivered(b["id"]) == 50:
@@ -68,4 +63,4 @@ async def test_backlog_of_a_slow_destination_does_not_delay_another(
     assert a_done_when_b_finished < 500, a_done_when_b_finished
     # The cap held A's share of the slots (a racing claim may add one batch share).
     assert peak_a <= 16 + 32, peak_a
-    assert len(receiver.hits("/b")) == 50
+    assert len(engine.receiver.hits("/b")) == 50

@@ -12,7 +12,6 @@ import asyncio
 import shutil
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,8 @@ import pytest
 from aiohttp import web
 
 from courier.enqueue import enqueue_event
-from tests.conftest import DestinationFactory
 from tests.support.chaos import WorkerPool
-from tests.support.engine import make_worker, run_workers, wait_terminal
-from tests.support.receiver import Receiver
+from tests.support.engine import Engine, make_worker, run_workers, wait_terminal
 
 pytestmark = pytest.mark.delivery_retry
 
@@ -82,16 +79,11 @@ def _worker_backends(conn: psycopg.Connection[Any]) -> int:
 
 
 async def test_workers_survive_database_faults(
-    conn: psycopg.Connection[Any],
-    db_url: str,
-    secret_key: str,
-    tenant: uuid.UUID,
-    receiver: Receiver,
-    make_destination: DestinationFactory,
+    engine: Engine,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    conn.execute(FAULT_SQL)
-    dbname = conn.info.dbname
+    engine.conn.execute(FAULT_SQL)
+    dbname = engine.conn.info.dbname
     seen: Counter[str] = Counter()
 
     async def slow_ok(request: web.Request) -> web.Response:
@@ -104,13 +96,13 @@ async def test_workers_survive_database_faults(
         seen[webhook_id] += 1
         return web.Response(status=500 if seen[webhook_id] == 1 else 200)
 
-    ok_dest, _ = make_destination(receiver.always("/ok", slow_ok))
-    make_destination(receiver.always("/flaky", fail_first))
+    ok_dest, _ = engine.make_destination(engine.receiver.always("/ok", slow_ok))
+    engine.make_destination(engine.receiver.always("/flaky", fail_first))
 
     def enqueue(wave: int) -> None:
-        with conn.transaction():
+        with engine.conn.transaction():
             for i in range(wave * EVENTS_PER_WAVE, (wave + 1) * EVENTS_PER_WAVE):
-                enqueue_event(conn, tenant, "db.fault", {"i": i})
+                enqueue_event(engine.conn, engine.tenant, "db.fault", {"i": i})
 
     def messages() -> list[str]:
         process = [
@@ -129,8 +121,13 @@ async def test_workers_survive_database_faults(
 
     met: dict[str, int] = {}
     log = Path(tempfile.mkdtemp(prefix="courier-dbfault-"))
-    pool = WorkerPool(db_url, secret_key, log, env={"COURIER_WORKER_LEASE_SECONDS": "5"})
-    workers = [make_worker(db_url, secret_key, concurrency=16, batch_size=8) for _ in range(2)]
+    pool = WorkerPool(
+        engine.db_url, engine.secret_key, log, env={"COURIER_WORKER_LEASE_SECONDS": "5"}
+    )
+    workers = [
+        make_worker(engine.db_url, engine.secret_key, concurrency=16, batch_size=8)
+        for _ in range(2)
+    ]
     terminated: list[int] = []
     figures: dict[str, Any] = {}
     try:
@@ -140,34 +137,34 @@ async def test_workers_survive_database_faults(
             # 1. kill every worker connection, three times in a row
             for _ in range(3):
                 await asyncio.sleep(0.3)
-                terminated.append(_terminate(conn))
+                terminated.append(_terminate(engine.conn))
             await observed("terminating connection", "closed the connection")
             # 2. every statement times out for a moment
             await asyncio.to_thread(enqueue, 1)
-            conn.execute(f"ALTER DATABASE \"{dbname}\" SET statement_timeout = '1ms'")
-            terminated.append(_terminate(conn))  # reconnecting picks the setting up
+            engine.conn.execute(f"ALTER DATABASE \"{dbname}\" SET statement_timeout = '1ms'")
+            terminated.append(_terminate(engine.conn))  # reconnecting picks the setting up
             await observed("statement timeout")
-            conn.execute(f'ALTER DATABASE "{dbname}" RESET statement_timeout')
-            terminated.append(_terminate(conn))
+            engine.conn.execute(f'ALTER DATABASE "{dbname}" RESET statement_timeout')
+            terminated.append(_terminate(engine.conn))
             # 3. serialization failures on every kind of statement that moves a delivery
             await asyncio.to_thread(enqueue, 2)
-            conn.execute("UPDATE chaos_switch SET rate = 0.5 WHERE fault = 'serialization'")
+            engine.conn.execute("UPDATE chaos_switch SET rate = 0.5 WHERE fault = 'serialization'")
             await observed("injected serialization failure")
-            conn.execute("UPDATE chaos_switch SET rate = 0 WHERE fault = 'serialization'")
+            engine.conn.execute("UPDATE chaos_switch SET rate = 0 WHERE fault = 'serialization'")
             # 4. commits fail after the statement did its work
             await asyncio.to_thread(enqueue, 3)
-            conn.execute("UPDATE chaos_switch SET rate = 0.2 WHERE fault = 'commit'")
+            engine.conn.execute("UPDATE chaos_switch SET rate = 0.2 WHERE fault = 'commit'")
             await observed("injected commit failure")
-            conn.execute("UPDATE chaos_switch SET rate = 0 WHERE fault = 'commit'")
+            engine.conn.execute("UPDATE chaos_switch SET rate = 0 WHERE fault = 'commit'")
             # 5. everything at once, then the connections killed again
             await asyncio.to_thread(enqueue, 4)
-            conn.execute("UPDATE chaos_switch SET rate = 0.3")
+            engine.conn.execute("UPDATE chaos_switch SET rate = 0.3")
             for _ in range(3):
                 await asyncio.sleep(0.4)
-                terminated.append(_terminate(conn))
-            conn.execute("UPDATE chaos_switch SET rate = 0")
+                terminated.append(_terminate(engine.conn))
+            engine.conn.execute("UPDATE chaos_switch SET rate = 0")
             await asyncio.to_thread(enqueue, 5)
-            await wait_terminal(db_url, WAVES * EVENTS_PER_WAVE * 2, timeout=90)
+            await wait_terminal(engine.db_url, WAVES * EVENTS_PER_WAVE * 2, timeout=90)
             # still alive: the process and every in-process worker task, reconnected
             pool.check()
             assert pool.crashed == [] and len(pool.live) == 1
@@ -176,7 +173,7 @@ async def test_workers_survive_database_faults(
             for side_task in ("courier-listen", "courier-heartbeat", "completer"):
                 assert alive[side_task] == len(workers), alive
             await asyncio.sleep(0.5)
-            figures["worker backends after the faults"] = _worker_backends(conn)
+            figures["worker backends after the faults"] = _worker_backends(engine.conn)
         exits = pool.stop_all()
     finally:
         pool.stop_all(timeout=5)
@@ -186,9 +183,9 @@ async def test_workers_survive_database_faults(
     assert figures["worker backends after the faults"] > 0
 
     # nothing lost, nothing stuck: every delivery delivered, attempts contiguous
-    states = conn.execute("SELECT state, count(*) FROM deliveries GROUP BY 1").fetchall()
+    states = engine.conn.execute("SELECT state, count(*) FROM deliveries GROUP BY 1").fetchall()
     assert states == [("delivered", WAVES * EVENTS_PER_WAVE * 2)]
-    gaps = conn.execute(
+    gaps = engine.conn.execute(
         """
         SELECT d.id FROM deliveries d
           LEFT JOIN delivery_attempts a ON a.tenant_id = d.tenant_id AND a.delivery_id = d.id
@@ -199,7 +196,7 @@ async def test_workers_survive_database_faults(
         """
     ).fetchall()
     assert gaps == []
-    overlaps = conn.execute(
+    overlaps = engine.conn.execute(
         """
         SELECT count(*) FROM delivery_attempts a
           JOIN delivery_attempts b
@@ -212,15 +209,15 @@ async def test_workers_survive_database_faults(
 
     # every event reached both paths; a repeated 200 needs a lost (abandoned) attempt
     abandoned: dict[tuple[str, str], int] = defaultdict(int)
-    for event_id, dest, n in conn.execute(
+    for event_id, dest, n in engine.conn.execute(
         "SELECT d.event_id, d.destination_id, count(*) FROM delivery_attempts a"
         " JOIN deliveries d ON d.tenant_id = a.tenant_id AND d.id = a.delivery_id"
         " WHERE a.outcome = 'abandoned' GROUP BY 1, 2"
     ).fetchall():
         abandoned[("/ok" if dest == ok_dest["id"] else "/flaky", str(event_id))] = int(n)
-    events = [str(e) for (e,) in conn.execute("SELECT id FROM events").fetchall()]
-    ok_hits = Counter(h.headers["webhook-id"] for h in receiver.hits("/ok"))
-    flaky_hits = Counter(h.headers["webhook-id"] for h in receiver.hits("/flaky"))
+    events = [str(e) for (e,) in engine.conn.execute("SELECT id FROM events").fetchall()]
+    ok_hits = Counter(h.headers["webhook-id"] for h in engine.receiver.hits("/ok"))
+    flaky_hits = Counter(h.headers["webhook-id"] for h in engine.receiver.hits("/flaky"))
     assert set(ok_hits) == set(flaky_hits) == set(events)
     unexplained = [
         (path, e)

@@ -9,8 +9,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -19,8 +20,24 @@ from psycopg.rows import dict_row
 from courier.adapters.webhook import WebhookAdapter
 from courier.crypto import SecretBox
 from courier.worker.worker import Worker, WorkerConfig
+from tests.support.receiver import Receiver
 
 TERMINAL = ("delivered", "failed", "dead_lettered")
+
+DestinationFactory = Callable[..., tuple[dict[str, Any], str]]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What a delivery test works with: a fresh database (and a connection to it), the
+    secret key workers use, a tenant, a loopback receiver and a destination factory."""
+
+    conn: psycopg.Connection[Any]
+    db_url: str
+    secret_key: str
+    tenant: uuid.UUID
+    receiver: Receiver
+    make_destination: DestinationFactory
 
 
 def make_worker(

@@ -15,11 +15,10 @@ from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from psycopg.rows import dict_row
 
 from courier.api.deps import ConnDep
 from courier.api.problems import Unauthorized
-from courier.store.queries import query
+from courier.store.rows import fetch_one
 from courier.tenancy import hash_key, parse_key
 
 _bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey", description="an API key: `ck_…`")
@@ -47,9 +46,7 @@ async def authenticate(
     if tenant_id is None:
         raise Unauthorized()
     digest = hash_key(key)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("api_key_for_auth"), {"tenant_id": tenant_id, "key_hash": digest})
-        row = await cur.fetchone()
+    row = await fetch_one(conn, "api_key_for_auth", {"tenant_id": tenant_id, "key_hash": digest})
     if row is None or not hmac.compare_digest(bytes(row["key_hash"]), digest):
         raise Unauthorized()
     return Caller(tenant_id=row["tenant_id"], key_id=row["key_id"])

@@ -4,6 +4,9 @@ Rows are walked by primary key. Ids are time-ordered UUIDv7, so `id DESC` is new
 first, and a row inserted while a client pages lands before its cursor: no row the
 client has not seen yet is skipped, and none is repeated. Attempts walk oldest first by
 their attempt number; their cursor holds that number instead.
+
+The store's list functions fetch one row more than the page; `split_page` and
+`keyset_page` turn those rows into the page and the cursor of the next one.
 """
 
 from __future__ import annotations
@@ -11,11 +14,15 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Query
+from pydantic import BaseModel
 
 from courier.api.problems import invalid_field
+from courier.api.schemas import Page
+from courier.store.rows import Row
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -71,3 +78,38 @@ def after_number(cursor: str | None) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 9:
         raise invalid_field("cursor", "not a cursor this API issued", "query")
     return int(text)
+
+
+ItemT = TypeVar("ItemT", bound=BaseModel)
+
+
+def row_id_cursor(row: Row) -> str:
+    """The cursor after a row walked by its id (all lists but attempts)."""
+    return id_cursor(row["id"])
+
+
+def row_attempt_cursor(row: Row) -> str:
+    """The cursor after an attempt row, walked by its attempt number."""
+    return number_cursor(row["attempt_number"])
+
+
+def split_page(rows: list[Row], limit: int) -> tuple[list[Row], Row | None]:
+    """The first `limit` of up to `limit + 1` rows, and the last of them when more follow
+    (None on the last page)."""
+    page = rows[:limit]
+    return page, (page[-1] if len(rows) > limit else None)
+
+
+def keyset_page(
+    item: type[ItemT],
+    rows: list[Row],
+    limit: int,
+    cursor_of: Callable[[Row], str] = row_id_cursor,
+) -> Page[ItemT]:
+    """The `Page` envelope of up to `limit + 1` rows: `limit` items and, when another
+    page follows, `next_cursor` naming the last of them."""
+    page, last = split_page(rows, limit)
+    return Page[item](  # type: ignore[valid-type]  # the concrete model, as response_model has it
+        items=[item.model_validate(r) for r in page],
+        next_cursor=cursor_of(last) if last is not None else None,
+    )

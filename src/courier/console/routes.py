@@ -34,6 +34,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from courier import replay
 from courier.api.deps import POOL_TIMEOUT, ConnDep
 from courier.api.event_stream import EventStreamResponse, StreamConfig, event_stream
+from courier.api.pagination import split_page
 from courier.api.routes.metrics import app_metrics
 from courier.console.chart import attempt_chart
 from courier.console.explain import explain, human_duration, human_ms, reason_sentence
@@ -333,8 +334,8 @@ def _time(value: str | None) -> datetime | None:
 
 def _page(rows: list[store.Row]) -> tuple[list[store.Row], uuid.UUID | None]:
     """The rows to show and the id to continue after (None on the last page)."""
-    shown = rows[:PAGE_SIZE]
-    return shown, (shown[-1]["id"] if len(rows) > PAGE_SIZE else None)
+    shown, last = split_page(rows, PAGE_SIZE)
+    return shown, (last["id"] if last is not None else None)
 
 
 @router.get("/integrations")

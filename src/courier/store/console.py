@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, LiteralString
-
-import psycopg
-from psycopg.rows import dict_row
 
 from courier.store.feed import START, FeedPosition
-from courier.store.queries import query
+from courier.store.rows import AsyncConn, Row, fetch_all, fetch_one
 
-Row = dict[str, Any]
-AsyncConn = psycopg.AsyncConnection[Any]
+__all__ = ["AsyncConn", "Row"]
 MAX_DESTINATIONS = 500  # destinations shown on the integrations page
 PAYLOAD_CHARS = 4096  # how much of an event's payload the timeline shows
 
@@ -28,29 +23,17 @@ def uuid7_floor(when: datetime) -> uuid.UUID:
     return uuid.UUID(hex=f"{ms:012x}" + "0" * 20)
 
 
-async def _all(conn: AsyncConn, name: LiteralString, params: dict[str, Any]) -> list[Row]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query(name), params)
-        return await cur.fetchall()
-
-
-async def _one(conn: AsyncConn, name: LiteralString, params: dict[str, Any]) -> Row | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query(name), params)
-        return await cur.fetchone()
-
-
 async def session_key(conn: AsyncConn, tenant_id: uuid.UUID, key_id: uuid.UUID) -> Row | None:
     """The live API key a session names (None when revoked or unknown), with the tenant name."""
-    return await _one(conn, "console_session_key", {"tenant_id": tenant_id, "key_id": key_id})
+    return await fetch_one(conn, "console_session_key", {"tenant_id": tenant_id, "key_id": key_id})
 
 
 async def key_for_sign_in(conn: AsyncConn, tenant_id: uuid.UUID, key_hash: bytes) -> Row | None:
-    return await _one(conn, "api_key_for_auth", {"tenant_id": tenant_id, "key_hash": key_hash})
+    return await fetch_one(conn, "api_key_for_auth", {"tenant_id": tenant_id, "key_hash": key_hash})
 
 
 async def destinations(conn: AsyncConn, tenant_id: uuid.UUID) -> list[Row]:
-    return await _all(
+    return await fetch_all(
         conn, "console_destinations", {"tenant_id": tenant_id, "limit": MAX_DESTINATIONS}
     )
 
@@ -58,7 +41,9 @@ async def destinations(conn: AsyncConn, tenant_id: uuid.UUID) -> list[Row]:
 async def destination(
     conn: AsyncConn, tenant_id: uuid.UUID, destination_id: uuid.UUID
 ) -> Row | None:
-    return await _one(conn, "console_destination", {"tenant_id": tenant_id, "id": destination_id})
+    return await fetch_one(
+        conn, "console_destination", {"tenant_id": tenant_id, "id": destination_id}
+    )
 
 
 async def health_rows(
@@ -68,9 +53,9 @@ async def health_rows(
     the last success), each by destination."""
     scope = {"tenant_id": tenant_id, "destination_id": destination_id}
     window = {**scope, "since": since, "since_id": uuid7_floor(since)}
-    counts = await _all(conn, "console_state_counts", scope)
-    outcomes = await _all(conn, "console_recent_outcomes", window)
-    consecutive = await _all(conn, "console_consecutive_failures", scope)
+    counts = await fetch_all(conn, "console_state_counts", scope)
+    outcomes = await fetch_all(conn, "console_recent_outcomes", window)
+    consecutive = await fetch_all(conn, "console_consecutive_failures", scope)
     return counts, outcomes, consecutive
 
 
@@ -84,7 +69,7 @@ async def attempts_by_hour(
         "since": since,
         "since_id": uuid7_floor(since),
     }
-    return await _all(conn, "console_attempts_by_hour", params)
+    return await fetch_all(conn, "console_attempts_by_hour", params)
 
 
 async def list_deliveries(
@@ -103,22 +88,24 @@ async def list_deliveries(
         "after": after,
         "limit": limit + 1,
     }
-    return await _all(conn, "console_list_deliveries", params)
+    return await fetch_all(conn, "console_list_deliveries", params)
 
 
 async def delivery(conn: AsyncConn, tenant_id: uuid.UUID, delivery_id: uuid.UUID) -> Row | None:
     params = {"tenant_id": tenant_id, "id": delivery_id, "payload_chars": PAYLOAD_CHARS}
-    return await _one(conn, "console_get_delivery", params)
+    return await fetch_one(conn, "console_get_delivery", params)
 
 
 async def replays_of(conn: AsyncConn, tenant_id: uuid.UUID, delivery_id: uuid.UUID) -> list[Row]:
-    return await _all(conn, "console_replays_of", {"tenant_id": tenant_id, "id": delivery_id})
+    return await fetch_all(conn, "console_replays_of", {"tenant_id": tenant_id, "id": delivery_id})
 
 
 async def delivery_audit(
     conn: AsyncConn, tenant_id: uuid.UUID, delivery_id: uuid.UUID
 ) -> list[Row]:
-    return await _all(conn, "console_delivery_audit", {"tenant_id": tenant_id, "id": delivery_id})
+    return await fetch_all(
+        conn, "console_delivery_audit", {"tenant_id": tenant_id, "id": delivery_id}
+    )
 
 
 async def dead_letters(
@@ -139,12 +126,12 @@ async def dead_letters(
         "after": after,
         "limit": limit + 1,
     }
-    return await _all(conn, "console_dead_letters", params)
+    return await fetch_all(conn, "console_dead_letters", params)
 
 
 async def feed_head(conn: AsyncConn, tenant_id: uuid.UUID) -> FeedPosition:
     """The newest lifecycle-event position visible now (the feed's start when none)."""
-    row = await _one(conn, "console_feed_head", {"tenant_id": tenant_id})
+    row = await fetch_one(conn, "console_feed_head", {"tenant_id": tenant_id})
     if row is None:
         return START
     return FeedPosition(int(row["txid"]), int(row["seq"]))

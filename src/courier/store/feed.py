@@ -17,10 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
-
-from courier.store.queries import query
+from courier.store.rows import AsyncConn, Row, fetch_all
 
 _CURSOR_PREFIX = "f1:"
 _CURSOR_BODY = re.compile(r"^(\d{1,20})\.(\d{1,19})$")
@@ -97,7 +94,7 @@ class LifecycleEvent:
         }
 
 
-def event_from_row(row: dict[str, Any]) -> LifecycleEvent:
+def event_from_row(row: Row) -> LifecycleEvent:
     """A lifecycle_events row (with `txid` as text) as a LifecycleEvent."""
     return LifecycleEvent(
         id=row["id"],
@@ -124,10 +121,8 @@ def _params(tenant_id: uuid.UUID, after: FeedPosition, limit: int) -> dict[str, 
 
 
 async def read_feed(
-    conn: psycopg.AsyncConnection[Any], tenant_id: uuid.UUID, after: FeedPosition, limit: int
+    conn: AsyncConn, tenant_id: uuid.UUID, after: FeedPosition, limit: int
 ) -> list[LifecycleEvent]:
     """Up to `limit` events of `tenant_id` after `after`, of ended transactions only."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("feed_page"), _params(tenant_id, after, limit))
-        rows = await cur.fetchall()
+    rows = await fetch_all(conn, "feed_page", _params(tenant_id, after, limit))
     return [event_from_row(r) for r in rows]

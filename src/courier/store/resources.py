@@ -8,47 +8,33 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, LiteralString
+from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
+from courier.store.rows import AsyncConn, Row, fetch_all, fetch_one
 
-from courier.store.queries import query
-
-Row = dict[str, Any]
-AsyncConn = psycopg.AsyncConnection[Any]
-
-
-async def _all(conn: AsyncConn, name: LiteralString, params: dict[str, Any]) -> list[Row]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query(name), params)
-        return await cur.fetchall()
-
-
-async def _one(conn: AsyncConn, name: LiteralString, params: dict[str, Any]) -> Row | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query(name), params)
-        return await cur.fetchone()
+__all__ = ["AsyncConn", "Row"]
 
 
 async def list_destinations(
     conn: AsyncConn, tenant_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
 ) -> list[Row]:
     params = {"tenant_id": tenant_id, "after": after, "limit": limit + 1}
-    return await _all(conn, "api_list_destinations", params)
+    return await fetch_all(conn, "api_list_destinations", params)
 
 
 async def get_destination(
     conn: AsyncConn, tenant_id: uuid.UUID, destination_id: uuid.UUID
 ) -> Row | None:
-    return await _one(conn, "api_get_destination", {"tenant_id": tenant_id, "id": destination_id})
+    return await fetch_one(
+        conn, "api_get_destination", {"tenant_id": tenant_id, "id": destination_id}
+    )
 
 
 async def create_destination(
     conn: AsyncConn, tenant_id: uuid.UUID, actor: str, fields: dict[str, Any]
 ) -> Row:
     """`fields` holds every column of the insert, `signing_secrets` already encrypted."""
-    row = await _one(
+    row = await fetch_one(
         conn, "api_create_destination", {**fields, "tenant_id": tenant_id, "actor": actor}
     )
     assert row is not None
@@ -59,7 +45,9 @@ async def lock_destination(
     conn: AsyncConn, tenant_id: uuid.UUID, destination_id: uuid.UUID
 ) -> Row | None:
     """The live row, locked for update (call inside a transaction)."""
-    return await _one(conn, "api_lock_destination", {"tenant_id": tenant_id, "id": destination_id})
+    return await fetch_one(
+        conn, "api_lock_destination", {"tenant_id": tenant_id, "id": destination_id}
+    )
 
 
 async def update_destination(
@@ -88,14 +76,14 @@ async def update_destination(
         )
     }
     params.update(tenant_id=tenant_id, id=destination_id, actor=actor, changed=changed)
-    return await _one(conn, "api_update_destination", params)
+    return await fetch_one(conn, "api_update_destination", params)
 
 
 async def delete_destination(
     conn: AsyncConn, tenant_id: uuid.UUID, destination_id: uuid.UUID, actor: str
 ) -> bool:
     params = {"tenant_id": tenant_id, "id": destination_id, "actor": actor}
-    return await _one(conn, "api_delete_destination", params) is not None
+    return await fetch_one(conn, "api_delete_destination", params) is not None
 
 
 async def read_destination_secrets(
@@ -103,7 +91,7 @@ async def read_destination_secrets(
 ) -> list[dict[str, Any]] | None:
     """The stored (encrypted) secret entries, newest first; None when there is no such row."""
     params = {"tenant_id": tenant_id, "id": destination_id, "actor": actor}
-    row = await _one(conn, "api_destination_secrets_read", params)
+    row = await fetch_one(conn, "api_destination_secrets_read", params)
     if row is None:
         return None
     entries: list[dict[str, Any]] = row["signing_secrets"]
@@ -129,7 +117,7 @@ async def rotate_destination_secret(
         "grace_period_seconds": grace_period_seconds,
         "previous_expires_at": previous_expires_at,
     }
-    return await _one(conn, "api_rotate_destination_secret", params) is not None
+    return await fetch_one(conn, "api_rotate_destination_secret", params) is not None
 
 
 async def list_deliveries(
@@ -150,11 +138,11 @@ async def list_deliveries(
         "after": after,
         "limit": limit + 1,
     }
-    return await _all(conn, "api_list_deliveries", params)
+    return await fetch_all(conn, "api_list_deliveries", params)
 
 
 async def get_delivery(conn: AsyncConn, tenant_id: uuid.UUID, delivery_id: uuid.UUID) -> Row | None:
-    return await _one(conn, "api_get_delivery", {"tenant_id": tenant_id, "id": delivery_id})
+    return await fetch_one(conn, "api_get_delivery", {"tenant_id": tenant_id, "id": delivery_id})
 
 
 async def list_attempts(
@@ -166,11 +154,11 @@ async def list_attempts(
         "after": after,
         "limit": limit + 1,
     }
-    return await _all(conn, "api_list_attempts", params)
+    return await fetch_all(conn, "api_list_attempts", params)
 
 
 async def list_audit_records(
     conn: AsyncConn, tenant_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
 ) -> list[Row]:
     params = {"tenant_id": tenant_id, "after": after, "limit": limit + 1}
-    return await _all(conn, "api_list_audit_records", params)
+    return await fetch_all(conn, "api_list_audit_records", params)

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
-
-from courier.store.queries import query
+from courier.store.rows import AsyncConn, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +23,8 @@ class QueueStats:
         }
 
 
-async def read_queue_stats(conn: psycopg.AsyncConnection[Any]) -> QueueStats:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("queue_stats"))
-        row = await cur.fetchone()
+async def read_queue_stats(conn: AsyncConn) -> QueueStats:
+    row = await fetch_one(conn, "queue_stats")
     assert row is not None  # an aggregate always answers one row
     return QueueStats(
         pending=int(row["pending"]),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import random
 import uuid
@@ -96,6 +97,8 @@ class Worker:
         # Claimed (leased, attempt row written) but not started: started as slots free.
         self._ready: collections.deque[tuple[ClaimedDelivery, Secrets]] = collections.deque()
         self._slot_freed = asyncio.Event()
+        # The claim loop tops up ready rows once they fall to this many (half the prefetch).
+        self._low_water = (config.prefetch or 0) // 2
         self._wake = asyncio.Event()
         self._claim_conn: psycopg.AsyncConnection[Any] | None = None
         self._claim_cursor = store.ClaimCursor()
@@ -174,7 +177,6 @@ class Worker:
         cfg = self.config
         capacity = cfg.concurrency + (cfg.prefetch or 0)
         gather_threshold = max(1, min(cfg.batch_size, capacity) // 4)
-        low_water = (cfg.prefetch or 0) // 2
         gathered = False
         while not stop.is_set():
             # A slot frees when its HTTP exchange ends, not when the result commits: the
@@ -185,7 +187,7 @@ class Worker:
                 self._slot_freed.clear()
                 await _wait_any(stop, self._slot_freed, timeout=None)
                 continue
-            if len(self._ready) > low_water:
+            if len(self._ready) > self._low_water:
                 # Enough is ready to start as slots free; top up in batches, not per row.
                 self._slot_freed.clear()
                 await _wait_any(stop, self._slot_freed, timeout=None)
@@ -301,10 +303,11 @@ class Worker:
         finally:
             self._tasks.pop(row.key, None)
             self._start_ready()
-            self._slot_freed.set()
+            if len(self._ready) <= self._low_water:  # else the claim loop has nothing to do
+                self._slot_freed.set()
 
     def _decide(self, row: ClaimedDelivery, result: AttemptResult) -> Completion:
-        policy = RetryPolicy(
+        policy = _retry_policy(
             max_attempts=row.max_attempts,
             max_age_seconds=row.max_age_seconds,
             backoff_initial_ms=row.backoff_initial_ms,
@@ -478,6 +481,10 @@ class Worker:
                 )
         await self._drop_claim_connection()
         await self.adapter.close()
+
+
+# Destinations repeat: one validated policy per distinct setting, not one per attempt.
+_retry_policy = functools.lru_cache(maxsize=1024)(RetryPolicy)
 
 
 async def _wait_any(stop: asyncio.Event, *events: asyncio.Event, timeout: float | None) -> None:

@@ -138,6 +138,25 @@ async def sign_in(page: Page, base: str, key: str, path: str = "/console/integra
     await page.wait_for_url(base + path)
 
 
+@dataclass(frozen=True)
+class Console:
+    """The console served on `url` with a worker delivering behind it, and the browser
+    page to use it through."""
+
+    url: str
+    page: Page
+    make_tenant: Callable[[str], Tenant]
+
+    async def sign_in(self, tenant: Tenant, path: str = "/console/integrations") -> None:
+        """Sign in as `tenant` on the way to `path` and land there."""
+        await sign_in(self.page, self.url, tenant.key, path)
+
+
+@pytest.fixture
+def console(server: str, worker: None, page: Page, make_tenant: Callable[[str], Tenant]) -> Console:
+    return Console(server, page, make_tenant)
+
+
 def screenshot_dir(tmp_path: Path) -> Path:
     configured = os.environ.get(SCREENSHOT_DIR_ENV)
     folder = Path(configured) if configured else tmp_path

@@ -17,10 +17,8 @@ from aiohttp import web
 from playwright.async_api import Page, expect
 
 from courier.enqueue import enqueue_event
-from tests.conftest import DestinationFactory
-from tests.e2e.console.conftest import Tenant, screenshot_dir, sign_in
-from tests.support.engine import wait_terminal
-from tests.support.receiver import Receiver
+from tests.e2e.console.conftest import Console, Tenant, screenshot_dir
+from tests.support.engine import Engine, wait_terminal
 
 XSS_BODY = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
 
@@ -38,30 +36,23 @@ def _delivery_ids(conn: psycopg.Connection[Any], destination_id: uuid.UUID) -> l
 
 
 async def test_sign_in_pick_a_destination_and_read_its_attempts(
-    server: str,
-    worker: None,
-    receiver: Receiver,
-    page: Page,
-    conn: psycopg.Connection[Any],
-    make_tenant: Callable[[str], Tenant],
-    make_destination: DestinationFactory,
-    db_url: str,
+    console: Console, engine: Engine, page: Page
 ) -> None:
-    acme = make_tenant("acme")
-    ok, _ = make_destination(
-        receiver.url("/ok"), tenant_id=acme.id, name="billing-ok", event_types=["ok.*"]
+    acme = console.make_tenant("acme")
+    ok, _ = engine.make_destination(
+        engine.receiver.url("/ok"), tenant_id=acme.id, name="billing-ok", event_types=["ok.*"]
     )
-    flaky, _ = make_destination(
-        receiver.script("/flaky", [500, 500]),
+    flaky, _ = engine.make_destination(
+        engine.receiver.script("/flaky", [500, 500]),
         tenant_id=acme.id,
         name="crm-flaky",
         event_types=["flaky.*"],
     )
-    _send(conn, acme, "ok.created", 3)
-    _send(conn, acme, "flaky.created")
-    await wait_terminal(db_url, 4)
+    _send(engine.conn, acme, "ok.created", 3)
+    _send(engine.conn, acme, "flaky.created")
+    await wait_terminal(engine.db_url, 4)
 
-    await sign_in(page, server, acme.key)
+    await console.sign_in(acme)
     await expect(page.locator("header .who")).to_contain_text(acme.name)
     rows = page.locator("#destinations tbody tr")
     await expect(rows).to_have_count(2)
@@ -73,8 +64,8 @@ async def test_sign_in_pick_a_destination_and_read_its_attempts(
     await expect(page.locator("#chart rect")).not_to_have_count(0)
 
     await page.click("text=crm-flaky")
-    await page.wait_for_url(f"{server}/console/integrations/{flaky['id']}")
-    (flaky_delivery,) = _delivery_ids(conn, flaky["id"])
+    await page.wait_for_url(f"{console.url}/console/integrations/{flaky['id']}")
+    (flaky_delivery,) = _delivery_ids(engine.conn, flaky["id"])
     listed = page.locator("#deliveries tbody tr[data-delivery]")
     await expect(listed).to_have_count(1)
     await expect(listed.first).to_have_attribute("data-delivery", str(flaky_delivery))
@@ -86,7 +77,7 @@ async def test_sign_in_pick_a_destination_and_read_its_attempts(
     await expect(page.locator("#deliveries tbody tr[data-delivery]")).to_have_count(1)
 
     await page.click(f'tr[data-delivery="{flaky_delivery}"] a')
-    await page.wait_for_url(f"{server}/console/deliveries/{flaky_delivery}")
+    await page.wait_for_url(f"{console.url}/console/deliveries/{flaky_delivery}")
     attempts = page.locator("ol.timeline li.attempt[data-attempt]")
     await expect(attempts).to_have_count(3)
     for number, outcome, http, retryable in (
@@ -109,32 +100,25 @@ async def test_sign_in_pick_a_destination_and_read_its_attempts(
 
 
 async def test_a_dead_letter_is_explained_then_replayed_and_watched_to_delivery(
-    server: str,
-    worker: None,
-    receiver: Receiver,
-    page: Page,
-    conn: psycopg.Connection[Any],
-    make_tenant: Callable[[str], Tenant],
-    make_destination: DestinationFactory,
-    db_url: str,
+    console: Console, engine: Engine, page: Page
 ) -> None:
-    acme = make_tenant("acme")
-    down, _ = make_destination(
-        receiver.always("/down", 503),
+    acme = console.make_tenant("acme")
+    down, _ = engine.make_destination(
+        engine.receiver.always("/down", 503),
         tenant_id=acme.id,
         name="warehouse-down",
         max_attempts=3,
     )
-    _send(conn, acme, "order.created")
-    await wait_terminal(db_url, 1)
-    (dead,) = _delivery_ids(conn, down["id"])
+    _send(engine.conn, acme, "order.created")
+    await wait_terminal(engine.db_url, 1)
+    (dead,) = _delivery_ids(engine.conn, down["id"])
 
-    await sign_in(page, server, acme.key, "/console/dead-letters")
+    await console.sign_in(acme, "/console/dead-letters")
     row = page.locator(f'#dead-letters tr[data-delivery="{dead}"]')
     await expect(row).to_contain_text("warehouse-down")
     await expect(row).to_contain_text("503")
     await row.locator("a").first.click()
-    await page.wait_for_url(f"{server}/console/deliveries/{dead}")
+    await page.wait_for_url(f"{console.url}/console/deliveries/{dead}")
     await expect(page.locator("#state")).to_have_text("dead lettered")
     explanation = page.locator("#why .explanation")
     await expect(explanation).to_have_text(
@@ -144,7 +128,7 @@ async def test_a_dead_letter_is_explained_then_replayed_and_watched_to_delivery(
         "Every allowed delivery attempt failed with a temporary error"
     )
 
-    receiver.always("/down", 200)  # the receiver is fixed; replay
+    engine.receiver.always("/down", 200)  # the receiver is fixed; replay
     await page.click("#replay")
     await page.wait_for_url(re.compile(r"/console/deliveries/(?!" + str(dead) + ")"))
     replay_id = uuid.UUID(page.url.rsplit("/", 1)[1])
@@ -154,15 +138,17 @@ async def test_a_dead_letter_is_explained_then_replayed_and_watched_to_delivery(
     await expect(page.locator("ol.timeline li.attempt[data-attempt]")).to_have_count(1)
     await expect(page.locator("ol.timeline .http")).to_have_text("HTTP 200")
     assert await page.evaluate("window.__same_page") is True  # it updated while we watched
-    assert len(receiver.hits("/down")) == 4
+    assert len(engine.receiver.hits("/down")) == 4
 
     await page.click("#replay-of")
     await expect(page.locator("a.replayed-as")).to_have_text(str(replay_id))
     await expect(page.locator("#audit")).to_contain_text("delivery.replayed")
-    key_id = conn.execute("SELECT id FROM api_keys WHERE tenant_id = %s", (acme.id,)).fetchone()
+    key_id = engine.conn.execute(
+        "SELECT id FROM api_keys WHERE tenant_id = %s", (acme.id,)
+    ).fetchone()
     assert key_id is not None
     await expect(page.locator("#audit")).to_contain_text(f"console:{key_id[0]}")
-    audit = conn.execute(
+    audit = engine.conn.execute(
         "SELECT actor FROM audit_records WHERE delivery_id = %s AND action = 'delivery.replayed'",
         (dead,),
     ).fetchall()
@@ -170,76 +156,72 @@ async def test_a_dead_letter_is_explained_then_replayed_and_watched_to_delivery(
 
 
 async def test_batch_replay_confirms_with_the_dry_run_count(
-    server: str,
-    worker: None,
-    receiver: Receiver,
-    page: Page,
-    conn: psycopg.Connection[Any],
-    make_tenant: Callable[[str], Tenant],
-    make_destination: DestinationFactory,
-    db_url: str,
+    console: Console, engine: Engine, page: Page
 ) -> None:
-    acme = make_tenant("acme")
-    first, _ = make_destination(
-        receiver.always("/a", 503), tenant_id=acme.id, name="a", event_types=["a.*"], max_attempts=1
+    acme = console.make_tenant("acme")
+    first, _ = engine.make_destination(
+        engine.receiver.always("/a", 503),
+        tenant_id=acme.id,
+        name="a",
+        event_types=["a.*"],
+        max_attempts=1,
     )
-    make_destination(
-        receiver.always("/b", 503), tenant_id=acme.id, name="b", event_types=["b.*"], max_attempts=1
+    engine.make_destination(
+        engine.receiver.always("/b", 503),
+        tenant_id=acme.id,
+        name="b",
+        event_types=["b.*"],
+        max_attempts=1,
     )
-    _send(conn, acme, "a.created", 3)
-    _send(conn, acme, "b.created", 1)
-    await wait_terminal(db_url, 4)
+    _send(engine.conn, acme, "a.created", 3)
+    _send(engine.conn, acme, "b.created", 1)
+    await wait_terminal(engine.db_url, 4)
 
-    await sign_in(page, server, acme.key, "/console/dead-letters")
+    await console.sign_in(acme, "/console/dead-letters")
     await expect(page.locator("#dead-letters tbody tr[data-delivery]")).to_have_count(4)
     await page.select_option("select[name=destination_id]", str(first["id"]))
     await page.click(".filters-form button[type=submit]")
     await expect(page.locator("#dead-letters tbody tr[data-delivery]")).to_have_count(3)
-    receiver.always("/a", 200)
+    engine.receiver.always("/a", 200)
     await page.click("#replay-batch")
     await expect(page.locator("#dry-run-count")).to_have_text("3")
-    assert conn.execute("SELECT count(*) FROM deliveries").fetchone() == (4,)  # dry run
+    assert engine.conn.execute("SELECT count(*) FROM deliveries").fetchone() == (4,)  # dry run
     await page.click("#confirm-replay")
     await expect(page.locator("#replayed-count")).to_have_text("3")
-    await wait_terminal(db_url, 7)
-    replays = conn.execute(
+    await wait_terminal(engine.db_url, 7)
+    replays = engine.conn.execute(
         "SELECT count(*) FROM deliveries WHERE replay_of IS NOT NULL AND state = 'delivered'"
     ).fetchone()
     assert replays == (3,)
-    bulk = conn.execute(
+    bulk = engine.conn.execute(
         "SELECT actor FROM audit_records WHERE action = 'deliveries.bulk_replayed'"
     ).fetchall()
     assert len(bulk) == 1 and bulk[0][0].startswith("console:")
 
 
 async def test_another_tenants_delivery_by_url_answers_404(
-    server: str,
-    worker: None,
-    receiver: Receiver,
-    page: Page,
-    conn: psycopg.Connection[Any],
-    make_tenant: Callable[[str], Tenant],
-    make_destination: DestinationFactory,
-    db_url: str,
+    console: Console, engine: Engine, page: Page
 ) -> None:
-    acme, globex = make_tenant("acme"), make_tenant("globex")
-    theirs, _ = make_destination(receiver.url("/globex"), tenant_id=globex.id, name="globex-hook")
-    _send(conn, globex, "order.created")
-    await wait_terminal(db_url, 1)
-    (their_delivery,) = _delivery_ids(conn, theirs["id"])
+    acme, globex = console.make_tenant("acme"), console.make_tenant("globex")
+    theirs, _ = engine.make_destination(
+        engine.receiver.url("/globex"), tenant_id=globex.id, name="globex-hook"
+    )
+    _send(engine.conn, globex, "order.created")
+    await wait_terminal(engine.db_url, 1)
+    (their_delivery,) = _delivery_ids(engine.conn, theirs["id"])
 
-    await sign_in(page, server, acme.key)
+    await console.sign_in(acme)
     for path in (
         f"/console/deliveries/{their_delivery}",
         f"/console/integrations/{theirs['id']}",
         f"/console/deliveries/{uuid.uuid4()}",
         "/console/deliveries/not-a-uuid",
     ):
-        response = await page.goto(server + path)
+        response = await page.goto(console.url + path)
         assert response is not None and response.status == 404, path
         await expect(page.locator("h1")).to_have_text("Not found")
         await expect(page.locator("main")).not_to_contain_text("globex")
-    await page.goto(server + "/console/integrations")
+    await page.goto(console.url + "/console/integrations")
     await expect(page.locator("#destinations")).not_to_contain_text("globex-hook")
     # replaying it is refused the same way
     status = await page.evaluate(
@@ -253,72 +235,58 @@ async def test_another_tenants_delivery_by_url_answers_404(
         str(their_delivery),
     )
     assert status == 404
-    replayed = conn.execute("SELECT count(*) FROM deliveries WHERE replay_of IS NOT NULL")
+    replayed = engine.conn.execute("SELECT count(*) FROM deliveries WHERE replay_of IS NOT NULL")
     assert replayed.fetchone() == (0,)
 
 
 async def test_script_in_an_error_summary_renders_as_text(
-    server: str,
-    worker: None,
-    receiver: Receiver,
-    page: Page,
-    conn: psycopg.Connection[Any],
-    make_tenant: Callable[[str], Tenant],
-    make_destination: DestinationFactory,
-    db_url: str,
+    console: Console, engine: Engine, page: Page
 ) -> None:
-    acme = make_tenant("acme")
-    receiver.always("/xss", lambda request: web.Response(status=500, text=XSS_BODY))
-    hostile, _ = make_destination(
-        receiver.url("/xss"), tenant_id=acme.id, name="<i>hostile</i>", max_attempts=1
+    acme = console.make_tenant("acme")
+    engine.receiver.always("/xss", lambda request: web.Response(status=500, text=XSS_BODY))
+    hostile, _ = engine.make_destination(
+        engine.receiver.url("/xss"), tenant_id=acme.id, name="<i>hostile</i>", max_attempts=1
     )
-    _send(conn, acme, "order.created")
-    await wait_terminal(db_url, 1)
-    (delivery,) = _delivery_ids(conn, hostile["id"])
-    stored = conn.execute("SELECT error_summary FROM delivery_attempts").fetchone()
+    _send(engine.conn, acme, "order.created")
+    await wait_terminal(engine.db_url, 1)
+    (delivery,) = _delivery_ids(engine.conn, hostile["id"])
+    stored = engine.conn.execute("SELECT error_summary FROM delivery_attempts").fetchone()
     assert stored is not None and "<script>window.__xss = 1</script>" in stored[0]
 
-    await sign_in(page, server, acme.key)
+    await console.sign_in(acme)
     for path in (
         f"/console/deliveries/{delivery}",
         "/console/dead-letters",
         f"/console/integrations/{hostile['id']}",
         "/console/integrations",
     ):
-        await page.goto(server + path)
+        await page.goto(console.url + path)
         await expect(page.locator("main")).to_contain_text("<i>hostile</i>")
         assert await page.evaluate("window.__xss") is None, path
         assert await page.locator("main script, main img, main i").count() == 0, path
         scripts = await page.eval_on_selector_all("script", "els => els.map(e => e.src)")
-        assert scripts == [f"{server}/console/static/console.js"], path
-    await page.goto(f"{server}/console/deliveries/{delivery}")
+        assert scripts == [f"{console.url}/console/static/console.js"], path
+    await page.goto(f"{console.url}/console/deliveries/{delivery}")
     await expect(page.locator(".error-summary")).to_contain_text(
         "<script>window.__xss = 1</script>"
     )
-    await page.goto(f"{server}/console/dead-letters")
+    await page.goto(f"{console.url}/console/dead-letters")
     await expect(page.locator(f'tr[data-delivery="{delivery}"] td.err')).to_contain_text(
         "<script>window.__xss = 1</script>"
     )
 
 
 async def test_counts_and_chart_update_while_you_watch(
-    server: str,
-    worker: None,
-    receiver: Receiver,
-    page: Page,
-    conn: psycopg.Connection[Any],
-    make_tenant: Callable[[str], Tenant],
-    make_destination: DestinationFactory,
-    db_url: str,
+    console: Console, engine: Engine, page: Page
 ) -> None:
-    acme = make_tenant("acme")
-    make_destination(receiver.url("/ok"), tenant_id=acme.id, name="live")
-    await sign_in(page, server, acme.key)
+    acme = console.make_tenant("acme")
+    engine.make_destination(engine.receiver.url("/ok"), tenant_id=acme.id, name="live")
+    await console.sign_in(acme)
     delivered = page.locator('#totals [data-state="delivered"]')
     await expect(delivered).to_have_text("0")
     await expect(page.locator("#live-status")).to_have_text("live")
     await page.evaluate("window.__same_page = true")
-    _send(conn, acme, "order.created", 2)
+    _send(engine.conn, acme, "order.created", 2)
     await expect(delivered).to_have_text("2", timeout=20_000)
     await expect(page.locator("#chart figcaption")).to_contain_text("(2 in all")
     assert await page.evaluate("window.__same_page") is True
@@ -362,59 +330,55 @@ async def test_sign_out_ends_the_session_and_forms_need_their_token(
 
 
 async def test_screenshots_of_the_main_pages(
-    server: str,
-    worker: None,
-    receiver: Receiver,
-    page: Page,
-    conn: psycopg.Connection[Any],
-    make_tenant: Callable[[str], Tenant],
-    make_destination: DestinationFactory,
-    db_url: str,
-    tmp_path: Path,
+    console: Console, engine: Engine, page: Page, tmp_path: Path
 ) -> None:
     """PNGs of the integrations page, two timelines and the dead letters (docs/images)."""
-    demo = make_tenant("demo")
-    make_destination(
-        receiver.url("/orders"), tenant_id=demo.id, name="orders-service", event_types=["order.*"]
+    demo = console.make_tenant("demo")
+    engine.make_destination(
+        engine.receiver.url("/orders"),
+        tenant_id=demo.id,
+        name="orders-service",
+        event_types=["order.*"],
     )
-    flaky, _ = make_destination(
-        receiver.script("/crm", [503, 502, 500, 503]),
+    flaky, _ = engine.make_destination(
+        engine.receiver.script("/crm", [503, 502, 500, 503]),
         tenant_id=demo.id,
         name="crm-sync",
         event_types=["customer.*"],
     )
-    ledger, _ = make_destination(
-        receiver.always("/ledger", 503),
+    ledger, _ = engine.make_destination(
+        engine.receiver.always("/ledger", 503),
         tenant_id=demo.id,
         name="ledger",
         event_types=["invoice.*"],
         max_attempts=3,
     )
-    make_destination(
-        receiver.always("/legacy", 410),
+    engine.make_destination(
+        engine.receiver.always("/legacy", 410),
         tenant_id=demo.id,
         name="legacy-erp",
         event_types=["invoice.*"],
     )
-    _send(conn, demo, "order.created", 6)
-    _send(conn, demo, "customer.updated", 2)
-    _send(conn, demo, "invoice.paid", 2)
-    await wait_terminal(db_url, 12)
-    flaky_ids = _delivery_ids(conn, flaky["id"])
+    _send(engine.conn, demo, "order.created", 6)
+    _send(engine.conn, demo, "customer.updated", 2)
+    _send(engine.conn, demo, "invoice.paid", 2)
+    await wait_terminal(engine.db_url, 12)
+    flaky_ids = _delivery_ids(engine.conn, flaky["id"])
 
     folder = screenshot_dir(tmp_path)
-    await sign_in(page, server, demo.key)
+    await console.sign_in(demo)
+    dead_letter = _delivery_ids(engine.conn, ledger["id"])[0]
     shots = {
         "console-integrations.png": "/console/integrations",
         "console-timeline.png": f"/console/deliveries/{flaky_ids[0]}",
         "console-dead-letters.png": "/console/dead-letters",
-        "console-dead-letter.png": f"/console/deliveries/{_delivery_ids(conn, ledger['id'])[0]}",
+        "console-dead-letter.png": f"/console/deliveries/{dead_letter}",
     }
     for name, path in shots.items():
-        await page.goto(server + path)
+        await page.goto(console.url + path)
         await page.wait_for_load_state("load")
         await page.screenshot(path=str(folder / name), full_page=True)
         assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    await page.goto(server + "/console/integrations")
+    await page.goto(console.url + "/console/integrations")
     await expect(page.locator("#destinations tbody tr")).to_have_count(4)
     await expect(page.locator(".health.h-failing, .health.h-degraded")).not_to_have_count(0)

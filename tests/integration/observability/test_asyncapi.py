@@ -21,11 +21,9 @@ from courier.api.app import create_app
 from courier.api.routes.delivery_events import EVENT_TYPES
 from courier.enqueue import enqueue_event
 from courier.settings import Settings
-from tests.conftest import DestinationFactory
 from tests.integration.observability.conftest import asgi_serving
 from tests.support.asyncapi import document, message_validators, official_validator, validate_event
-from tests.support.engine import make_worker, run_workers, wait_terminal
-from tests.support.receiver import Receiver
+from tests.support.engine import Engine, make_worker, run_workers, wait_terminal
 
 
 def test_document_is_valid_asyncapi_3() -> None:
@@ -76,30 +74,27 @@ def test_a_message_schema_rejects_what_it_does_not_describe() -> None:
             validate_event({**event, **change})
 
 
-async def test_events_of_a_real_delivery_flow_match_their_messages(
-    conn: psycopg.Connection[Any],
-    db_url: str,
-    secret_key: str,
-    tenant: uuid.UUID,
-    receiver: Receiver,
-    make_destination: DestinationFactory,
-) -> None:
-    make_destination(receiver.always("/ok", 200), event_types=["ok"])
-    make_destination(receiver.script("/flaky", [503], then=200), event_types=["flaky"])
-    make_destination(receiver.always("/bad", 400), event_types=["bad"])
-    make_destination(receiver.always("/down", 500), event_types=["down"], max_attempts=2)
-    disabled, _ = make_destination(receiver.always("/off", 200), event_types=["off"])
+async def test_events_of_a_real_delivery_flow_match_their_messages(engine: Engine) -> None:
+    engine.make_destination(engine.receiver.always("/ok", 200), event_types=["ok"])
+    engine.make_destination(
+        engine.receiver.script("/flaky", [503], then=200), event_types=["flaky"]
+    )
+    engine.make_destination(engine.receiver.always("/bad", 400), event_types=["bad"])
+    engine.make_destination(
+        engine.receiver.always("/down", 500), event_types=["down"], max_attempts=2
+    )
+    disabled, _ = engine.make_destination(engine.receiver.always("/off", 200), event_types=["off"])
     for event_type in ("ok", "flaky", "bad", "down", "off"):
-        enqueue_event(conn, tenant, event_type, {"kind": event_type})
-    conn.execute("UPDATE destinations SET enabled = false WHERE id = %s", (disabled["id"],))
-    async with run_workers([make_worker(db_url, secret_key)]):
-        await wait_terminal(db_url, 5)
+        enqueue_event(engine.conn, engine.tenant, event_type, {"kind": event_type})
+    engine.conn.execute("UPDATE destinations SET enabled = false WHERE id = %s", (disabled["id"],))
+    async with run_workers([make_worker(engine.db_url, engine.secret_key)]):
+        await wait_terminal(engine.db_url, 5)
 
     # What a user actually receives: the feed's JSON, every page, until it has them all
     # (a write transaction elsewhere on the server may hold the feed back for a while).
-    (total,) = conn.execute("SELECT count(*) FROM lifecycle_events").fetchone() or (0,)
-    app = create_app(Settings(secret_key=secret_key), db_url)
-    key = _api_key(conn, tenant)
+    (total,) = engine.conn.execute("SELECT count(*) FROM lifecycle_events").fetchone() or (0,)
+    app = create_app(Settings(secret_key=engine.secret_key), engine.db_url)
+    key = _api_key(engine.conn, engine.tenant)
     items: list[dict[str, Any]] = []
     async with asgi_serving(app) as client:
         cursor = None

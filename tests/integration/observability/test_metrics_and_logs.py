@@ -24,8 +24,7 @@ from courier.settings import Settings
 from courier.tenancy import create_api_key
 from tests.conftest import DestinationFactory
 from tests.integration.observability.conftest import asgi_serving
-from tests.support.engine import wait_terminal, worker_process
-from tests.support.receiver import Receiver
+from tests.support.engine import Engine, wait_terminal, worker_process
 
 METRICS_TOKEN = "metrics-token-for-tests"
 
@@ -57,38 +56,33 @@ async def _scrape(url: str, token: str | None = None) -> httpx.Response:
 
 
 async def test_worker_process_serves_metrics_and_logs_one_json_line_per_attempt(
-    conn: psycopg.Connection[Any],
-    db_url: str,
-    secret_key: str,
-    tenant: uuid.UUID,
-    receiver: Receiver,
-    make_destination: DestinationFactory,
+    engine: Engine,
 ) -> None:
     # Secrets planted where a careless log line would pick them up: URL credentials, a
     # query token, the signing secret, the payload, the secret key.
     planted = ["PLANTED-PASSWORD", "PLANTED-QUERY-TOKEN", "PLANTED-PAYLOAD"]
-    receiver.always("/ok", 200)
-    receiver.script("/flaky", [503], then=200)
-    receiver.always("/down", 500)
-    base = f"http://user:{planted[0]}@127.0.0.1:{receiver.port}"
-    _, secret_ok = make_destination(f"{base}/ok?token={planted[1]}", event_types=["ok"])
-    _, secret_flaky = make_destination(f"{base}/flaky", event_types=["flaky"])
-    make_destination(f"{base}/down", event_types=["down"], max_attempts=2)
+    engine.receiver.always("/ok", 200)
+    engine.receiver.script("/flaky", [503], then=200)
+    engine.receiver.always("/down", 500)
+    base = f"http://user:{planted[0]}@127.0.0.1:{engine.receiver.port}"
+    _, secret_ok = engine.make_destination(f"{base}/ok?token={planted[1]}", event_types=["ok"])
+    _, secret_flaky = engine.make_destination(f"{base}/flaky", event_types=["flaky"])
+    engine.make_destination(f"{base}/down", event_types=["down"], max_attempts=2)
     ids = {}
     for kind in ("ok", "flaky", "down"):
-        result = enqueue_event(conn, tenant, kind, {"note": planted[2]})
+        result = enqueue_event(engine.conn, engine.tenant, kind, {"note": planted[2]})
         ids[kind] = str(result.deliveries[0].id)
 
     port = _free_port()
     proc = worker_process(
-        db_url,
-        secret_key,
+        engine.db_url,
+        engine.secret_key,
         capture_stderr=True,
         COURIER_WORKER_METRICS_PORT=str(port),
         COURIER_METRICS_TOKEN=METRICS_TOKEN,
     )
     try:
-        await wait_terminal(db_url, 3)
+        await wait_terminal(engine.db_url, 3)
         url = f"http://127.0.0.1:{port}/metrics"
         assert (await _scrape(url)).status_code == 401
         assert (await _scrape(url, "wrong")).status_code == 401
@@ -139,9 +133,15 @@ async def test_worker_process_serves_metrics_and_logs_one_json_line_per_attempt(
     dead = by_delivery[ids["down"]][-1]
     assert dead["state"] == "dead_lettered" and dead["reason"] == "max_attempts_exhausted"
     for record in attempts:
-        assert record["tenant_id"] == str(tenant)
+        assert record["tenant_id"] == str(engine.tenant)
         assert isinstance(record["duration_ms"], int) and record["duration_ms"] >= 0
-    for secret in [*planted, secret_ok, secret_flaky, secret_ok.removeprefix("whsec_"), secret_key]:
+    for secret in [
+        *planted,
+        secret_ok,
+        secret_flaky,
+        secret_ok.removeprefix("whsec_"),
+        engine.secret_key,
+    ]:
         assert secret not in text
 
 

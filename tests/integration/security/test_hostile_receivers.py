@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
 import psycopg
 from aiohttp import web
 
 from courier.enqueue import enqueue_event
-from tests.conftest import DestinationFactory
-from tests.support.engine import attempts, delivery, make_worker, run_workers, wait_terminal
-from tests.support.receiver import Receiver
+from tests.support.engine import Engine, attempts, delivery, make_worker, run_workers, wait_terminal
 
 TEN_MB = 10 * 1024 * 1024
 DRIP_TIMEOUT_MS = 6_000  # the hostile attempt's whole budget
@@ -62,45 +59,42 @@ async def _wait_delivered(db_url: str, ids: list[uuid.UUID], timeout: float) -> 
     raise AssertionError("the normal destination's deliveries did not all complete")
 
 
-async def test_slow_drip_and_huge_answers_do_not_stall_another_destination(
-    conn: psycopg.Connection[Any],
-    db_url: str,
-    secret_key: str,
-    tenant: uuid.UUID,
-    receiver: Receiver,
-    make_destination: DestinationFactory,
-) -> None:
-    make_destination(
-        receiver.always("/drip", _drip),
+async def test_slow_drip_and_huge_answers_do_not_stall_another_destination(engine: Engine) -> None:
+    engine.make_destination(
+        engine.receiver.always("/drip", _drip),
         event_types=["hostile.drip"],
         timeout_ms=DRIP_TIMEOUT_MS,
         max_attempts=1,
     )
-    make_destination(receiver.always("/huge", _huge), event_types=["hostile.huge"], max_attempts=1)
-    make_destination(receiver.url("/normal"), event_types=["normal.event"])
+    engine.make_destination(
+        engine.receiver.always("/huge", _huge), event_types=["hostile.huge"], max_attempts=1
+    )
+    engine.make_destination(engine.receiver.url("/normal"), event_types=["normal.event"])
 
     def enqueue(event_type: str) -> uuid.UUID:
-        (only,) = enqueue_event(conn, tenant, event_type, {"t": event_type}).deliveries
+        (only,) = enqueue_event(
+            engine.conn, engine.tenant, event_type, {"t": event_type}
+        ).deliveries
         return only.id
 
     hostile = [enqueue("hostile.drip") for _ in range(3)] + [enqueue("hostile.huge")]
     drips = hostile[:3]
     normal = [enqueue("normal.event") for _ in range(NORMAL_EVENTS)]
 
-    async with run_workers([make_worker(db_url, secret_key, concurrency=8)]):
-        await receiver.wait_for(3, "/drip", timeout=30)  # the drips hold 3 of 8 slots
+    async with run_workers([make_worker(engine.db_url, engine.secret_key, concurrency=8)]):
+        await engine.receiver.wait_for(3, "/drip", timeout=30)  # the drips hold 3 of 8 slots
         # Every normal delivery completes well inside the drips' timeout ...
-        await _wait_delivered(db_url, normal, timeout=DRIP_TIMEOUT_MS / 1000 - 1)
+        await _wait_delivered(engine.db_url, normal, timeout=DRIP_TIMEOUT_MS / 1000 - 1)
         # ... while the drips are still being read.
-        assert await _count_unfinished(db_url, drips) == 3
-        await wait_terminal(db_url, len(hostile) + NORMAL_EVENTS, timeout=60)
+        assert await _count_unfinished(engine.db_url, drips) == 3
+        await wait_terminal(engine.db_url, len(hostile) + NORMAL_EVENTS, timeout=60)
 
-    assert len(receiver.hits("/normal")) == NORMAL_EVENTS
+    assert len(engine.receiver.hits("/normal")) == NORMAL_EVENTS
     for delivery_id in drips:
-        (attempt,) = attempts(conn, delivery_id)
+        (attempt,) = attempts(engine.conn, delivery_id)
         assert attempt["outcome"] == "retryable_failure"
         assert attempt["error_summary"] == f"timeout after {DRIP_TIMEOUT_MS / 1000:g}s"
-        assert delivery(conn, delivery_id)["state"] == "dead_lettered"
-    huge = delivery(conn, hostile[3])
+        assert delivery(engine.conn, delivery_id)["state"] == "dead_lettered"
+    huge = delivery(engine.conn, hostile[3])
     assert huge["state"] == "dead_lettered"
     assert huge["last_error"].startswith("HTTP 500: EEE") and len(huge["last_error"]) <= 512

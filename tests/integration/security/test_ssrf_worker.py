@@ -16,10 +16,8 @@ from courier.enqueue import enqueue_event
 from courier.settings import Settings
 from courier.worker.runner import build_worker
 from courier.worker.worker import Worker
-from tests.conftest import DestinationFactory
 from tests.integration.api.conftest import Tenant, api_settings, serving
-from tests.support.engine import attempts, delivery, run_workers, wait_terminal
-from tests.support.receiver import Receiver
+from tests.support.engine import Engine, attempts, delivery, run_workers, wait_terminal
 
 
 def _worker(db_url: str, secret_key: str, **settings: Any) -> Worker:
@@ -53,52 +51,42 @@ def _enqueue(conn: psycopg.Connection[Any], tenant: uuid.UUID, event_type: str) 
     ],
 )
 async def test_a_literal_private_destination_fails_permanently_without_a_request(
-    conn: psycopg.Connection[Any],
-    db_url: str,
-    secret_key: str,
-    tenant: uuid.UUID,
-    receiver: Receiver,
-    make_destination: DestinationFactory,
+    engine: Engine,
     host: str,
     reason: str,
 ) -> None:
-    make_destination(f"http://{host}:{receiver.port}/internal", max_attempts=5)
-    delivery_id = _enqueue(conn, tenant, "probe.private")
-    async with run_workers([_worker(db_url, secret_key)]):
-        await wait_terminal(db_url, 1)
-    row = delivery(conn, delivery_id)
+    engine.make_destination(f"http://{host}:{engine.receiver.port}/internal", max_attempts=5)
+    delivery_id = _enqueue(engine.conn, engine.tenant, "probe.private")
+    async with run_workers([_worker(engine.db_url, engine.secret_key)]):
+        await wait_terminal(engine.db_url, 1)
+    row = delivery(engine.conn, delivery_id)
     assert row["state"] == "failed" and row["attempt_count"] == 1  # not retried
-    (attempt,) = attempts(conn, delivery_id)
+    (attempt,) = attempts(engine.conn, delivery_id)
     assert attempt["outcome"] == "permanent_failure" and attempt["retryable"] is False
     assert attempt["http_status"] is None
     summary = attempt["error_summary"]
     assert "refused" in summary and reason in summary, summary
-    assert receiver.hits() == []
+    assert engine.receiver.hits() == []
 
 
-async def test_allowed_networks_admit_their_range_and_only_it(
-    conn: psycopg.Connection[Any],
-    db_url: str,
-    secret_key: str,
-    tenant: uuid.UUID,
-    receiver: Receiver,
-    make_destination: DestinationFactory,
-) -> None:
-    make_destination(receiver.url("/admitted"), event_types=["probe.admitted"])
-    make_destination(
-        f"http://[::1]:{receiver.port}/outside", event_types=["probe.outside"], max_attempts=5
+async def test_allowed_networks_admit_their_range_and_only_it(engine: Engine) -> None:
+    engine.make_destination(engine.receiver.url("/admitted"), event_types=["probe.admitted"])
+    engine.make_destination(
+        f"http://[::1]:{engine.receiver.port}/outside",
+        event_types=["probe.outside"],
+        max_attempts=5,
     )
-    admitted = _enqueue(conn, tenant, "probe.admitted")
-    outside = _enqueue(conn, tenant, "probe.outside")
-    worker = _worker(db_url, secret_key, allowed_networks="192.0.2.0/24, 127.0.0.0/8")
+    admitted = _enqueue(engine.conn, engine.tenant, "probe.admitted")
+    outside = _enqueue(engine.conn, engine.tenant, "probe.outside")
+    worker = _worker(engine.db_url, engine.secret_key, allowed_networks="192.0.2.0/24, 127.0.0.0/8")
     async with run_workers([worker]):
-        await wait_terminal(db_url, 2)
-    assert delivery(conn, admitted)["state"] == "delivered"
-    assert len(receiver.hits("/admitted")) == 1
-    assert delivery(conn, outside)["state"] == "failed"
-    (attempt,) = attempts(conn, outside)
+        await wait_terminal(engine.db_url, 2)
+    assert delivery(engine.conn, admitted)["state"] == "delivered"
+    assert len(engine.receiver.hits("/admitted")) == 1
+    assert delivery(engine.conn, outside)["state"] == "failed"
+    (attempt,) = attempts(engine.conn, outside)
     assert attempt["outcome"] == "permanent_failure" and "refused" in attempt["error_summary"]
-    assert receiver.hits("/outside") == []
+    assert engine.receiver.hits("/outside") == []
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from courier.api.auth import CallerDep
 from courier.api.deps import ConnDep
 from courier.api.openapi import errors
-from courier.api.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, after_id, id_cursor
+from courier.api.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, after_id, keyset_page
 from courier.api.schemas import AuditRecord, Page
 from courier.store import resources
 
@@ -29,8 +29,4 @@ async def list_audit_records(
     rows = await resources.list_audit_records(
         conn, caller.tenant_id, after=after_id(cursor), limit=limit
     )
-    page = rows[:limit]
-    return Page[AuditRecord](
-        items=[AuditRecord.model_validate(r) for r in page],
-        next_cursor=id_cursor(page[-1]["id"]) if len(rows) > limit else None,
-    )
+    return keyset_page(AuditRecord, rows, limit)

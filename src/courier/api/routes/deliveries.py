@@ -17,8 +17,8 @@ from courier.api.pagination import (
     LimitQuery,
     after_id,
     after_number,
-    id_cursor,
-    number_cursor,
+    keyset_page,
+    row_attempt_cursor,
 )
 from courier.api.problems import NotFound
 from courier.api.schemas import Attempt, Delivery, DeliveryState, DeliveryWithAttempts, Page
@@ -29,14 +29,6 @@ NOUN = "delivery"
 # every attempt of a delivery in one answer; max_attempts is at most 100, and a
 # lease takeover adds at most one abandoned attempt per claim
 ATTEMPTS_IN_DELIVERY = 1000
-
-
-def _page(rows: list[resources.Row], limit: int) -> Page[Delivery]:
-    page = rows[:limit]
-    return Page[Delivery](
-        items=[Delivery.model_validate(r) for r in page],
-        next_cursor=id_cursor(page[-1]["id"]) if len(rows) > limit else None,
-    )
 
 
 @router.get(
@@ -63,7 +55,7 @@ async def list_deliveries(
         after=after_id(cursor),
         limit=limit,
     )
-    return _page(rows, limit)
+    return keyset_page(Delivery, rows, limit)
 
 
 @router.get(
@@ -105,11 +97,7 @@ async def list_attempts(
     rows = await resources.list_attempts(
         conn, caller.tenant_id, delivery_id, after=after, limit=min(limit, MAX_LIMIT)
     )
-    page = rows[:limit]
-    return Page[Attempt](
-        items=[Attempt.model_validate(r) for r in page],
-        next_cursor=number_cursor(page[-1]["attempt_number"]) if len(rows) > limit else None,
-    )
+    return keyset_page(Attempt, rows, limit, row_attempt_cursor)
 
 
 @router.get(
@@ -134,4 +122,4 @@ async def list_dead_letters(
         after=after_id(cursor),
         limit=limit,
     )
-    return _page(rows, limit)
+    return keyset_page(Delivery, rows, limit)

@@ -20,7 +20,7 @@ from courier import recovery
 from courier.api.auth import CallerDep
 from courier.api.deps import BoxDep, ConnDep, SettingsDep
 from courier.api.openapi import errors
-from courier.api.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, after_id, id_cursor
+from courier.api.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, after_id, keyset_page
 from courier.api.problems import NotFound, invalid_field
 from courier.api.schemas import (
     Destination,
@@ -94,11 +94,7 @@ async def list_destinations(
     rows = await resources.list_destinations(
         conn, caller.tenant_id, after=after_id(cursor), limit=limit
     )
-    page = rows[:limit]
-    return Page[Destination](
-        items=[Destination.model_validate(r) for r in page],
-        next_cursor=id_cursor(page[-1]["id"]) if len(rows) > limit else None,
-    )
+    return keyset_page(Destination, rows, limit)
 
 
 @router.get(

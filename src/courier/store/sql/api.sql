@@ -25,7 +25,8 @@ SELECT *
    FOR UPDATE;
 
 -- name: api_create_destination
--- The row and its audit record in one statement.
+-- The row and its audit record in one statement. A NULL `actor` (courier.destinations:
+-- the CLI, the demo, the bench) writes the row alone, with no audit record.
 WITH created AS (
     INSERT INTO destinations (tenant_id, name, url, enabled, event_types, max_attempts,
                               max_age_seconds, timeout_ms, backoff_initial_ms, backoff_max_ms,
@@ -40,6 +41,7 @@ WITH created AS (
     SELECT tenant_id, %(actor)s, 'destination.created', id,
            jsonb_build_object('name', name, 'url', url, 'enabled', enabled)
       FROM created
+     WHERE %(actor)s::text IS NOT NULL
 )
 SELECT * FROM created;
 

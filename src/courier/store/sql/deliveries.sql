@@ -343,15 +343,6 @@ SELECT k.tenant_id, k.id AS key_id
   FROM api_keys k
  WHERE k.tenant_id = %(tenant_id)s AND k.key_hash = %(key_hash)s AND k.revoked_at IS NULL;
 
--- name: create_destination
-INSERT INTO destinations (tenant_id, name, url, enabled, event_types, max_attempts,
-                          max_age_seconds, timeout_ms, backoff_initial_ms, backoff_max_ms,
-                          max_in_flight, ordering, rate_limit_per_second, signing_secrets)
-VALUES (%(tenant_id)s, %(name)s, %(url)s, %(enabled)s, %(event_types)s, %(max_attempts)s,
-        %(max_age_seconds)s, %(timeout_ms)s, %(backoff_initial_ms)s, %(backoff_max_ms)s,
-        %(max_in_flight)s, %(ordering)s, %(rate_limit_per_second)s, %(signing_secrets)s)
-RETURNING *;
-
 -- name: set_destination_enabled
 UPDATE destinations SET enabled = %(enabled)s, updated_at = now(),
        disabled_at = CASE WHEN %(enabled)s THEN NULL ELSE coalesce(disabled_at, now()) END,

@@ -1,0 +1,39 @@
+"""Run a named statement (see `courier.store.queries`) and read its rows as dicts.
+
+Every row comes back as a `dict_row`: {column name: value}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg.rows import dict_row
+
+from courier.store.queries import query
+
+Row = dict[str, Any]
+AsyncConn = psycopg.AsyncConnection[Any]
+Params = dict[str, Any] | None
+
+
+async def fetch_all(conn: AsyncConn, name: LiteralString, params: Params = None) -> list[Row]:
+    """Every row the statement `name` answers."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query(name), params)
+        return await cur.fetchall()
+
+
+async def fetch_one(conn: AsyncConn, name: LiteralString, params: Params = None) -> Row | None:
+    """The first row the statement `name` answers, or None when it answers none."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query(name), params)
+        return await cur.fetchone()
+
+
+def fetch_one_sync(
+    conn: psycopg.Connection[Any], name: LiteralString, params: Params = None
+) -> Row | None:
+    """`fetch_one` on a synchronous connection (the CLI's)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query(name), params).fetchone()
