@@ -89,18 +89,13 @@ class CourierMetrics:
         )
 
     def _destination_label(self, destination_id: object) -> str:
+        """The destination's own label, or `other` once the limit is reached."""
         label = str(destination_id)
         if label not in self._destination_labels:
             if len(self._destination_labels) >= DESTINATION_LABEL_LIMIT:
                 return OTHER_DESTINATION
             self._destination_labels.add(label)
         return label
-
-    def destination_attempt(self, destination_id: object, outcome: str) -> None:
-        """Count an attempt for its destination; cardinality stays bounded by the limit."""
-        self.destination_attempts_total.labels(
-            self._destination_label(destination_id), outcome
-        ).inc()
 
     def attempt(self, destination_id: object, outcome: str, duration_s: float) -> None:
         """One finished attempt: its outcome, its destination's count and its duration."""

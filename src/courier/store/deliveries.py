@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.rows import dict_row
 
 from courier.store.queries import query
+from courier.store.rows import fetch_all
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +109,7 @@ async def claim_deliveries(
         "max_destinations": MAX_DESTINATIONS_PER_CLAIM,
         **_tenant_filter(tenant_ids),
     }
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("claim_deliveries"), params)
-        rows = await cur.fetchall()
+    rows = await fetch_all(conn, "claim_deliveries", params)
     secrets_by_text: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         text = r["signing_secrets"]

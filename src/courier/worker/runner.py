@@ -120,9 +120,9 @@ def _tune_gc() -> None:
     A busy worker allocates a few hundred short-lived objects per delivery (tasks,
     futures, requests, rows), so the default spends about a fifth of the worker's CPU
     per delivery in the collector (measured side by side, docs/benchmarks.md), though
-    almost none of it is cyclic garbage. What exists at
-    start (modules, settings) is frozen out of every collection. Cycles are still
-    collected, only in larger, rarer passes: resident memory did not change measurably.
+    almost none of it is cyclic garbage. What exists at start (modules, settings) is
+    frozen out of every collection. Cycles are still collected, only in larger, rarer
+    passes: resident memory did not change measurably.
     """
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

@@ -66,7 +66,8 @@ class WorkerConfig:
     lease_seconds: float = 60.0
     shutdown_grace_s: float = 30.0
     completion_interval_s: float = 0.02
-    # Claimed rows kept ready beyond the in-flight slots; None: a quarter of concurrency.
+    # Claimed rows kept ready beyond the in-flight slots; None: half the concurrency, at
+    # most one batch.
     prefetch: int | None = None
     tenant_filter: frozenset[str] = field(init=False)
 
@@ -108,7 +109,7 @@ class Worker:
             connect=self._connect,
             interval_s=config.completion_interval_s,
             max_pending=max(4 * config.concurrency, 256),
-            batch_target=max(config.batch_size, 1),
+            batch_target=config.batch_size,
             on_committed=self._on_committed,
             on_db_error=self._db_error,
         )
@@ -183,12 +184,8 @@ class Worker:
             # completer's bounded queue is what holds back a worker the database can't
             # keep up with.
             free = capacity - len(self._tasks) - len(self._ready)
-            if free <= 0:
-                self._slot_freed.clear()
-                await _wait_any(stop, self._slot_freed, timeout=None)
-                continue
-            if len(self._ready) > self._low_water:
-                # Enough is ready to start as slots free; top up in batches, not per row.
+            if free <= 0 or len(self._ready) > self._low_water:
+                # Full, or enough is ready to start as slots free: top up in batches.
                 self._slot_freed.clear()
                 await _wait_any(stop, self._slot_freed, timeout=None)
                 continue
