@@ -4,9 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Final
 
 from courier.settings import Settings
 from courier.store.embedded import EmbeddedPostgres
+
+# The delivery engine's statements (claim, complete, leases) are written for index
+# access. Statistics lag behind a young or freshly loaded table: the planner then
+# expects the completion's fence (`locked_by = $worker`) to match one row and scans the
+# whole table once per batch instead of probing the primary key, a cost that grows with
+# the table. On the worker's own connections a sequential scan is the last resort.
+HOT_PATH_SETTINGS: Final = (("enable_seqscan", "off"),)
+
+
+def hot_path_options(url: str) -> str:
+    """libpq `options` for the worker's connections: the URL's own, then HOT_PATH_SETTINGS."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    own = str(conninfo_to_dict(url).get("options") or "")
+    ours = " ".join(f"-c {name}={value}" for name, value in HOT_PATH_SETTINGS)
+    return f"{own} {ours}".strip()
 
 
 class DatabaseUnavailable(RuntimeError):

@@ -143,14 +143,20 @@ async def claim_deliveries(
     ]
 
 
+def completion_batch(completions: Sequence[Completion]) -> str:
+    """The JSON document complete_attempts sends: one object per completion.
+
+    orjson writes each Completion (a dataclass) as an object keyed by its field names,
+    which are the columns the statement's jsonb_to_recordset reads.
+    """
+    return orjson.dumps(list(completions)).decode("utf-8")
+
+
 async def complete_attempts(
     conn: psycopg.AsyncConnection[Any], *, worker_id: str, completions: Sequence[Completion]
 ) -> list[Completed]:
     """Write a batch of finished attempts in one statement; returns those not fenced out."""
-    # orjson writes each Completion (a dataclass) as an object keyed by its field names,
-    # which are the columns the statement's jsonb_to_recordset reads.
-    batch = orjson.dumps(list(completions)).decode("utf-8")
-    params = {"worker_id": worker_id, "batch": batch}
+    params = {"worker_id": worker_id, "batch": completion_batch(completions)}
     async with conn.cursor() as cur:
         await cur.execute(query("complete_attempts"), params)
         rows = await cur.fetchall()

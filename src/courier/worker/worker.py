@@ -36,7 +36,7 @@ from courier.metrics import CourierMetrics
 from courier.redact import summarize
 from courier.retry import RetryPolicy, decide
 from courier.store import deliveries as store
-from courier.store.database import describe_url
+from courier.store.database import describe_url, hot_path_options
 from courier.store.deliveries import ClaimedDelivery, Completed, Completion
 from courier.worker.completer import Completer
 from courier.worker.delivery_log import log_completion
@@ -123,6 +123,7 @@ class Worker:
             self.config.database_url,
             autocommit=True,
             application_name=f"courier-worker {self.config.worker_id}"[:63],
+            options=hot_path_options(self.config.database_url),
         )
         self._db_failures = 0
         return conn

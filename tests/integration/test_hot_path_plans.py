@@ -1,0 +1,111 @@
+"""The worker's statements keep their index plans when statistics lag behind the table.
+
+A table bulk-loaded since its last ANALYZE is what every new installation (and every
+benchmark) starts with: statistics then say `locked_by` is always null, so the planner
+expects the completion's fence to match one row and prefers one sequential scan of the
+whole table per batch to probing the primary key row by row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from courier.store import deliveries as store
+from courier.store.database import hot_path_options
+from courier.store.queries import query
+from courier.worker.worker import Worker
+from tests.conftest import DestinationFactory
+from tests.support.engine import make_worker
+
+WAITING = 3000
+BATCH = 16  # a destination's default max_in_flight
+
+# Enough pending deliveries for a sequential scan to matter, in one statement.
+FILL = """
+WITH ev AS (
+    INSERT INTO events (tenant_id, type, payload)
+    SELECT %(tenant_id)s, 'load.test', jsonb_build_object('i', g)
+      FROM generate_series(1, %(rows)s) AS g
+    RETURNING tenant_id, id
+)
+INSERT INTO deliveries (tenant_id, event_id, destination_id)
+SELECT tenant_id, id, %(destination_id)s FROM ev
+"""
+
+
+def _generic_completion_plan(conn: psycopg.Connection[Any], batch: str, worker_id: str) -> str:
+    """The plan PostgreSQL caches for the completion statement once it is prepared."""
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    text = query("complete_attempts").replace("%(batch)s", "$1").replace("%(worker_id)s", "$2")
+    conn.execute("PREPARE completion (text, text) AS " + text)
+    rows = conn.execute(
+        sql.SQL("EXPLAIN EXECUTE completion ({}, {})").format(
+            sql.Literal(batch), sql.Literal(worker_id)
+        )
+    ).fetchall()
+    return "\n".join(r[0] for r in rows)
+
+
+@pytest.fixture
+async def claimed_batch(
+    conn: psycopg.Connection[Any],
+    db_url: str,
+    tenant: uuid.UUID,
+    make_destination: DestinationFactory,
+) -> tuple[str, str]:
+    """A young table (analyzed while everything was pending) with one batch in flight."""
+    destination, _ = make_destination("http://127.0.0.1:9/hook")
+    conn.execute(FILL, {"tenant_id": tenant, "destination_id": destination["id"], "rows": WAITING})
+    conn.execute("ANALYZE deliveries")
+    worker_id = f"plan-{uuid.uuid4().hex[:8]}"
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as claim:
+        rows = await store.claim_deliveries(
+            claim, worker_id=worker_id, limit=BATCH, lease_seconds=60, tenant_ids=None
+        )
+    assert len(rows) == BATCH
+    completions = [
+        store.Completion(
+            r.tenant_id, r.id, r.attempt_number, "delivered", "succeeded", None, 200, None, 1, None
+        )
+        for r in rows
+    ]
+    return store.completion_batch(completions), worker_id
+
+
+def test_a_default_connection_plans_a_sequential_scan_per_completion_batch(
+    db_url: str, claimed_batch: tuple[str, str]
+) -> None:
+    # The hazard itself: if this stops holding, the planner changed, not courier.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        plan = _generic_completion_plan(conn, *claimed_batch)
+    assert "Seq Scan on deliveries" in plan
+
+
+def test_the_workers_connections_complete_through_the_primary_key(
+    db_url: str, secret_key: str, claimed_batch: tuple[str, str]
+) -> None:
+    with psycopg.connect(db_url, autocommit=True, options=hot_path_options(db_url)) as conn:
+        plan = _generic_completion_plan(conn, *claimed_batch)
+    assert "Seq Scan on deliveries" not in plan
+    assert "Index Scan using deliveries_pkey on deliveries" in plan
+
+
+async def test_worker_connections_carry_the_settings_and_keep_the_urls_own(
+    db_url: str, secret_key: str
+) -> None:
+    url = make_conninfo(db_url, options="-c statement_timeout=4321")
+    worker: Worker = make_worker(url, secret_key)
+    conn = await worker._connect()
+    try:
+        cur = await conn.execute(
+            "SELECT current_setting('enable_seqscan'), current_setting('statement_timeout')"
+        )
+        assert await cur.fetchone() == ("off", "4321ms")
+    finally:
+        await conn.close()
