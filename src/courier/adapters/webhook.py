@@ -90,10 +90,9 @@ class _Rejected:
     summary: str
 
 
-@functools.lru_cache(maxsize=256)
-def _client_timeout(total: float) -> aiohttp.ClientTimeout:
-    # Timeouts are per-destination settings, so only a handful of distinct values exist.
-    return aiohttp.ClientTimeout(total=total)
+# deliver() bounds each whole exchange (connect, send, headers, body) with one
+# asyncio.timeout; aiohttp's own timers would only add a second clock per request.
+_NO_AIOHTTP_TIMEOUT: Final = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None)
 
 
 def _looks_like_ip_literal(host: str) -> bool:
@@ -221,6 +220,7 @@ class WebhookAdapter:
                 max_field_size=self.MAX_FIELD_SIZE,
                 max_headers=self.MAX_HEADERS,
                 cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=_NO_AIOHTTP_TIMEOUT,
             )
             self._session = session
         return session
@@ -291,7 +291,6 @@ class WebhookAdapter:
             data=request.body,
             headers=headers,
             allow_redirects=False,
-            timeout=_client_timeout(request.timeout_s),
         ) as resp:
             status = resp.status
             verdict = retry.classify_status(status)
