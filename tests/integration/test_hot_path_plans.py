@@ -109,3 +109,28 @@ async def test_worker_connections_carry_the_settings_and_keep_the_urls_own(
         assert await cur.fetchone() == ("off", "4321ms")
     finally:
         await conn.close()
+
+
+def test_the_claim_takes_due_rows_by_walking_the_waiting_index_in_due_order(
+    conn: psycopg.Connection[Any], claimed_batch: tuple[str, str]
+) -> None:
+    # courier_due_deliveries carries its own planner settings; run its body under them.
+    body, settings = conn.execute(
+        "SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'courier_due_deliveries'"
+    ).fetchone() or ("", [])
+    assert "enable_sort=off" in settings
+    text = body.replace("p_tenant", "$1").replace("p_destination", "$2").replace("p_limit", "$3")
+    with conn.transaction():
+        for setting in settings:
+            name, _, value = setting.partition("=")
+            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+        conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        conn.execute(sql.SQL("PREPARE due (uuid, uuid, integer) AS {}").format(sql.SQL(text)))
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                "EXPLAIN EXECUTE due (gen_random_uuid(), gen_random_uuid(), 16)"
+            ).fetchall()
+        )
+    assert "Index Scan using deliveries_waiting on deliveries" in plan
+    assert "Sort" not in plan

@@ -131,18 +131,12 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
       LEFT JOIN buckets b ON b.tenant_id = u.tenant_id AND b.id = u.destination_id
      CROSS JOIN share
 ), due AS (
+    -- Oldest due first, locked; a function so its plan is always the ordered index walk
+    -- (see db/postgres/012_due_rows.sql).
     SELECT x.tenant_id, x.id, x.destination_id, x.next_attempt_at
       FROM allowance a
-     CROSS JOIN LATERAL (
-            SELECT d.tenant_id, d.id, d.destination_id, d.next_attempt_at
-              FROM deliveries d
-             WHERE d.tenant_id = a.tenant_id AND d.destination_id = a.destination_id
-               AND d.state IN ('pending', 'retry_scheduled') AND d.next_attempt_at <= now()
-             -- the full key of deliveries_waiting, so the planner walks that index
-             ORDER BY d.tenant_id, d.destination_id, d.next_attempt_at
-             LIMIT a.n
-               FOR UPDATE SKIP LOCKED) AS x
-     WHERE a.ordering = 'unordered'
+     CROSS JOIN LATERAL courier_due_deliveries(a.tenant_id, a.destination_id, a.n::integer) AS x
+     WHERE a.ordering = 'unordered' AND a.n > 0
 ), due_fifo AS (
     -- A FIFO line moves only when nothing of it is in flight, and only its head (the
     -- oldest waiting delivery) may go, once due. Not locked here: a head another claim
