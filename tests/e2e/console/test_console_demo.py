@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -45,6 +46,8 @@ def courier_up_demo(db_url: str) -> Iterator[tuple[str, str]]:
             if match := re.search(r"API key:\s+(ck_\S+)", line):
                 key = match.group(1)
         assert console is not None and key is not None, "courier up --demo printed no URL/key"
+        # Keep reading: a full pipe would block its logging, and then its SIGINT handling.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
         yield console, key
     finally:
         proc.send_signal(signal.SIGINT)
