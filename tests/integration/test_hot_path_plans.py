@@ -119,7 +119,9 @@ def test_the_claim_takes_due_rows_by_walking_the_waiting_index_in_due_order(
         "SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'courier_due_deliveries'"
     ).fetchone() or ("", [])
     assert "enable_sort=off" in settings
-    text = body.replace("p_tenant", "$1").replace("p_destination", "$2").replace("p_limit", "$3")
+    select = body[body.index("SELECT") : body.rindex(";")]
+    text = select.replace("p_tenant", "$1").replace("p_destination", "$2")
+    text = text.replace("p_limit", "$3")
     with conn.transaction():
         for setting in settings:
             name, _, value = setting.partition("=")
