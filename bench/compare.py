@@ -10,7 +10,6 @@ runs. For checking one change in a few minutes; `make bench` is the record.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,10 +80,7 @@ async def compare(
                     )
         finally:
             procs.stop([receiver.child])
-            for name in contestants:
-                template = setup.templates.get(name)
-                if template is not None:
-                    await asyncio.to_thread(pg.drop_database, server_url, template)
+            await measure.drop_templates(setup)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -124,6 +124,13 @@ async def install_template(setup: Setup, contestant: Contestant) -> None:
     setup.templates[contestant.name] = name
 
 
+async def drop_templates(setup: Setup) -> None:
+    """Drop the template databases install_template made (on a shared server they stay)."""
+    while setup.templates:
+        _, name = setup.templates.popitem()
+        await asyncio.to_thread(pg.drop_database, setup.server_url, name)
+
+
 class Workers:
     """Worker processes of one run, with their peak RSS sampled while they live."""
 

@@ -237,6 +237,7 @@ async def run(plan: Plan, server_url: str, log_dir: Path, clock: Clock) -> Resul
                     clock.say(f"slow receiver {contestant.name} {spec.label}: {describe(r)}")
         finally:
             procs.stop([fast.child, slow.child])
+            await measure.drop_templates(setup)
     return results
 
 

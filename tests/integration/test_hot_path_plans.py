@@ -88,7 +88,7 @@ def test_a_default_connection_plans_a_sequential_scan_per_completion_batch(
 
 
 def test_the_workers_connections_complete_through_the_primary_key(
-    db_url: str, secret_key: str, claimed_batch: tuple[str, str]
+    db_url: str, claimed_batch: tuple[str, str]
 ) -> None:
     with psycopg.connect(db_url, autocommit=True, options=hot_path_options(db_url)) as conn:
         plan = _generic_completion_plan(conn, *claimed_batch)
