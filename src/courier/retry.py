@@ -125,7 +125,9 @@ def backoff_delay(
     return min(max(jittered_ms, initial_ms), max_ms) / 1000.0
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets every field through object.__setattr__
+# (about 5x slower), and the worker builds several of these per delivery.
+@dataclass(slots=True)
 class Decision:
     """What becomes of a delivery after an attempt.
 

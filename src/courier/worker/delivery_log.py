@@ -26,11 +26,15 @@ _LEVELS = {"dead_lettered": logging.WARNING, "failed": logging.WARNING}
 
 def log_completion(completion: Completion, worker_id: str) -> None:
     c = completion
+    level = _LEVELS.get(c.state, logging.INFO)
+    if not logger.isEnabledFor(level):
+        return
+    delivery_id = str(c.delivery_id)  # once: the message and a field both carry it
     status = f"HTTP {c.http_status}, " if c.http_status is not None else ""
     logger.log(
-        _LEVELS.get(c.state, logging.INFO),
+        level,
         "delivery %s attempt %d: %s (%s%d ms) -> %s",
-        c.delivery_id,
+        delivery_id,
         c.attempt_number,
         c.outcome,
         status,
@@ -38,7 +42,7 @@ def log_completion(completion: Completion, worker_id: str) -> None:
         c.state,
         extra={
             "tenant_id": str(c.tenant_id),
-            "delivery_id": str(c.delivery_id),
+            "delivery_id": delivery_id,
             "attempt_number": c.attempt_number,
             "outcome": c.outcome,
             "state": c.state,
