@@ -149,7 +149,7 @@ def completion_batch(completions: Sequence[Completion]) -> str:
     """The JSON document complete_attempts sends: one object per completion.
 
     orjson writes each Completion (a dataclass) as an object keyed by its field names,
-    which are the columns the statement's jsonb_to_recordset reads.
+    which are the columns the statement's json_to_recordset reads.
     """
     return orjson.dumps(list(completions)).decode("utf-8")
 

