@@ -17,7 +17,7 @@ class Plan:
     runs: int = 3  # main runs per contestant (the median is reported)
     sweep_events: int = 10_000  # per sweep, history and baseline run
     processes: tuple[int, ...] = (1, 2, 4)
-    batches: tuple[int, ...] = (16, 64, 256)
+    batches: tuple[int, ...] = (16, 64, 128)
     history_rows: int = 1_000_000
     growth_events: int = 100_000  # 0 skips the large-N run
     latency_rate: float = 200.0  # jobs/s

@@ -129,9 +129,16 @@ def versions() -> dict[str, str]:
     return found
 
 
+def courier_concurrency(plan: Plan, batch: int) -> int:
+    """In flight per process for a batch size: a batch larger than the default gets
+    twice its size, so a claim tops up while the last batch is still out (PgQueuer's
+    documented max_concurrent_tasks >= 2 x batch_size, for the same reason)."""
+    return plan.concurrency if batch <= plan.concurrency else 2 * batch
+
+
 def contestants(plan: Plan) -> list[tuple[Contestant, tuple[WorkerSpec, ...]]]:
     courier_specs = tuple(
-        WorkerSpec(p, max(plan.concurrency, b), b) for p in plan.processes for b in plan.batches
+        WorkerSpec(p, courier_concurrency(plan, b), b) for p in plan.processes for b in plan.batches
     )
     chosen: list[tuple[Contestant, tuple[WorkerSpec, ...]]] = [(Courier(), courier_specs)]
     if not plan.skip_peers:

@@ -375,4 +375,6 @@ async def _read_capped(content: aiohttp.StreamReader, keep: bool) -> bytes:
         remaining -= len(chunk)
         if keep and len(head) < _EXCERPT_BYTES:
             head += chunk[: _EXCERPT_BYTES - len(head)]
+        if content.at_eof():  # the usual small body came whole: no read just to see EOF
+            break
     return bytes(head)
