@@ -172,15 +172,22 @@ def cpu_table(results: Results) -> list[str]:
     rows = []
     if results.ceiling_cpu_us:
         client = statistics.median(results.ceiling_cpu_us)
-        rows.append(["HTTP ceiling client", _n(client), "0", _n(client)])
+        rows.append(["HTTP ceiling client", _n(client), "0", _n(client), "–"])
+    courier_total: float | None = None
     for name in ("courier", *PEERS):
         runs = [r for r in results.main.get(name, []) if r.done]
         if not runs:
             continue
         worker = statistics.median(r.worker_cpu_us for r in runs)
         db = statistics.median(r.db_cpu_us for r in runs)
-        rows.append([TITLES[name], _n(worker), _n(db), _n(worker + db)])
-    return _table(["", "worker µs/job", "PostgreSQL µs/job", "total µs/job"], rows)
+        total = worker + db
+        if name == "courier":
+            courier_total = total
+        # How many times cheaper a delivery is in courier than in this peer.
+        cheaper = "–" if name == "courier" or not courier_total else _x(total / courier_total)
+        rows.append([TITLES[name], _n(worker), _n(db), _n(total), cheaper])
+    header = ["", "worker µs/job", "PostgreSQL µs/job", "total µs/job", "courier ×, by CPU"]
+    return _table(header, rows)
 
 
 def markdown(results: Results, plot_name: str) -> str:
@@ -219,7 +226,9 @@ def markdown(results: Results, plot_name: str) -> str:
         "every contestant. On 2 cores, 2 s of CPU per second is all there is: a total of "
         "T µs per job caps throughput near 2,000,000 / (T + receiver) jobs/s, however the "
         "waiting is arranged. These figures hold even when other load shares the machine, "
-        "where rates do not.",
+        "where rates do not. *courier ×, by CPU* is the peer's total over courier's: how "
+        "many of courier's deliveries fit in the CPU one of the peer's takes (the receiver "
+        "and the load generator, the same for all, not included).",
         "",
         "## Targets",
         "",
