@@ -21,6 +21,7 @@ from bench.contestant import Contestant, WorkerSpec
 from bench.courier_run import Courier
 
 CAP_S = 60.0  # a run still busy after this long is scored on what it finished
+LATENCY_RATE = 200.0  # jobs/s offered in a --latency-seconds run, as in make bench
 
 
 def _contestant(name: str) -> Contestant:
@@ -49,7 +50,12 @@ def _parse(spec: str) -> tuple[str, WorkerSpec | None]:
 
 
 async def compare(
-    server_url: str, specs: Sequence[str], events: int, repeat: int, delay_ms: float
+    server_url: str,
+    specs: Sequence[str],
+    events: int,
+    repeat: int,
+    delay_ms: float,
+    latency_s: float = 0.0,
 ) -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="courier-compare-"))
     setup = measure.Setup(server_url, log_dir)
@@ -66,6 +72,17 @@ async def compare(
                         rate, cpu_us = await measure.ceiling(receiver, log_dir, events, 64)
                         print(
                             f"{'ceiling':14} {'1p × c64':18} {rate:8,.0f}/s  client {cpu_us:.0f} µs"
+                        )
+                        continue
+                    if latency_s:
+                        lat = await measure.latency(
+                            setup, contestants[name], receiver, spec, LATENCY_RATE, latency_s
+                        )
+                        print(
+                            f"{name:14} {spec.label:18} latency at {LATENCY_RATE:.0f}/s: p50 "
+                            f"{lat.p50_ms:.1f} ms, p95 {lat.p95_ms:.1f}, p99 {lat.p99_ms:.1f} "
+                            f"({lat.received}/{lat.sent} received)",
+                            flush=True,
                         )
                         continue
                     r = await measure.throughput(
@@ -90,11 +107,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=20_000, help="jobs per run (20,000)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds (1)")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="receiver delay (0)")
+    parser.add_argument(
+        "--latency-seconds", type=float, default=0.0, help="latency runs at 200/s instead"
+    )
     args = parser.parse_args(argv)
     with pg.server() as server_url:
         import uvloop
 
-        uvloop.run(compare(server_url, args.specs, args.events, args.repeat, args.delay_ms))
+        uvloop.run(
+            compare(
+                server_url,
+                args.specs,
+                args.events,
+                args.repeat,
+                args.delay_ms,
+                args.latency_seconds,
+            )
+        )
 
 
 if __name__ == "__main__":

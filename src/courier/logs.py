@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,17 +24,23 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._second = -1
-        self._second_text = ""
+        # (second, its text) in one attribute: handlers sharing this formatter on other
+        # threads never see one without the other.
+        self._second: tuple[int, str] = (-1, "")
 
     def _timestamp(self, created: float) -> str:
-        # Same text as datetime.fromtimestamp(created, UTC).isoformat(), with the
-        # microseconds always written (a fixed width).
-        second = int(created)
-        if second != self._second:
-            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            self._second = second
-        return f"{self._second_text}.{int((created - second) * 1_000_000):06d}+00:00"
+        # The text of datetime.fromtimestamp(created, UTC).isoformat(), rounded the same
+        # way, except that the microseconds are always written (a fixed width).
+        fraction, whole = math.modf(created)
+        micros = round(fraction * 1_000_000)
+        second = int(whole)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        cached, text = self._second
+        if second != cached:
+            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, text)
+        return f"{text}.{micros:06d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

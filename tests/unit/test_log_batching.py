@@ -6,8 +6,11 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from courier.logs import BatchingStreamHandler, JsonFormatter, batched_log_lines
 
@@ -72,3 +75,29 @@ def test_a_batch_that_raises_still_writes_its_lines(stream: CountingStream) -> N
         logging.getLogger("courier.delivery").info("before the error")
         raise RuntimeError("boom")
     assert json.loads(stream.getvalue())["msg"] == "before the error"
+
+
+@given(st.floats(min_value=0, max_value=4_000_000_000, allow_nan=False))
+def test_json_timestamp_is_the_records_utc_time_rounded_like_isoformat(created: float) -> None:
+    formatter = JsonFormatter()
+    record = logging.LogRecord("courier.test", logging.INFO, "", 0, "m", None, None)
+    expected = datetime.fromtimestamp(created, UTC)
+    # Twice: the second call reuses the cached date and time of that second.
+    for _ in range(2):
+        record.created = created
+        ts = datetime.fromisoformat(json.loads(formatter.format(record))["ts"])
+        assert ts == expected and ts.utcoffset() == timedelta(0)
+
+
+def test_json_timestamp_moves_on_with_the_second() -> None:
+    formatter = JsonFormatter()
+    record = logging.LogRecord("courier.test", logging.INFO, "", 0, "m", None, None)
+    stamps = []
+    for created in (1_700_000_000.999999, 1_700_000_001.000001, 1_700_000_000.5):
+        record.created = created
+        stamps.append(json.loads(formatter.format(record))["ts"])
+    assert stamps == [
+        "2023-11-14T22:13:20.999999+00:00",
+        "2023-11-14T22:13:21.000001+00:00",
+        "2023-11-14T22:13:20.500000+00:00",
+    ]
