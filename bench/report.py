@@ -305,7 +305,8 @@ def markdown(results: Results, plot_name: str) -> str:
     out += [
         "",
         f"Plan: events {plan.events:,}, runs {plan.runs}, sweep events "
-        f"{plan.sweep_events:,}, history {plan.history_rows:,}, large N "
+        f"{plan.sweep_events:,}, history {plan.history_rows:,} rows and "
+        f"{plan.history_events:,} events, large N "
         f"{plan.growth_events:,}, latency {plan.latency_rate:.0f}/s × {plan.latency_s:.0f} s, "
         f"cap {plan.cap_s:.0f} s.",
     ]

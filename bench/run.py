@@ -75,6 +75,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Plan, argparse.Namesp
             events=3_000,
             runs=1,
             sweep_events=3_000,
+            history_events=3_000,
             processes=(1, 2),
             batches=(64,),
             history_rows=100_000,
@@ -276,7 +277,7 @@ async def _history(
     clock: Clock,
 ) -> None:
     without = await measure.throughput(
-        setup, courier, receiver, spec, plan.sweep_events, plan.cap_s
+        setup, courier, receiver, spec, plan.history_events, plan.cap_s
     )
     results.history.append(without)
     clock.say(f"courier, empty history: {describe(without)}")
@@ -290,7 +291,7 @@ async def _history(
         )
 
     with_history = await measure.throughput(
-        setup, courier, receiver, spec, plan.sweep_events, plan.cap_s, before=fill
+        setup, courier, receiver, spec, plan.history_events, plan.cap_s, before=fill
     )
     with_history.note = f"{plan.history_rows:,} terminal deliveries already in the table"
     results.history.append(with_history)
