@@ -7,9 +7,10 @@
     pending / retry_scheduled ──destination missing or disabled──▶ failed (no request sent)
     delivering (lease expired) ──reclaim──▶ delivering (lost attempt closed as `abandoned`)
 
-The database enforces the same table (trigger `deliveries_state_machine` in
-db/postgres/001_initial.sql); every UPDATE that moves a delivery is also guarded by
-`WHERE state = <expected>`, so an illegal move changes nothing.
+The database enforces the same table (the WHEN clause of trigger
+`deliveries_state_machine`, db/postgres/013_transition_check_when.sql); every UPDATE
+that moves a delivery is also guarded by `WHERE state = <expected>`, so an illegal move
+changes nothing.
 """
 
 from __future__ import annotations
