@@ -19,6 +19,7 @@ import aiohttp
 from bench import measure, pg, procs
 from bench.contestant import Contestant, WorkerSpec
 from bench.courier_run import Courier
+from bench.run import describe, describe_latency
 
 CAP_S = 60.0  # a run still busy after this long is scored on what it finished
 LATENCY_RATE = 200.0  # jobs/s offered in a --latency-seconds run, as in make bench
@@ -79,22 +80,15 @@ async def compare(
                             setup, contestants[name], receiver, spec, LATENCY_RATE, latency_s
                         )
                         print(
-                            f"{name:14} {spec.label:18} latency at {LATENCY_RATE:.0f}/s: p50 "
-                            f"{lat.p50_ms:.1f} ms, p95 {lat.p95_ms:.1f}, p99 {lat.p99_ms:.1f} "
-                            f"({lat.received}/{lat.sent} received)",
+                            f"{name:14} {spec.label:18} latency at {LATENCY_RATE:.0f}/s: "
+                            + describe_latency(lat),
                             flush=True,
                         )
                         continue
                     r = await measure.throughput(
                         setup, contestants[name], receiver, spec, events, CAP_S
                     )
-                    capped = " capped" if r.capped else ""
-                    print(
-                        f"{name:14} {spec.label:18} {r.rate:8,.0f}/s{capped}  cpu µs/job: "
-                        f"worker {r.worker_cpu_us:.0f} + postgres {r.db_cpu_us:.0f} = "
-                        f"{r.worker_cpu_us + r.db_cpu_us:.0f}, rss {r.peak_rss_mb:.0f} MiB",
-                        flush=True,
-                    )
+                    print(f"{name:14} {spec.label:18} {describe(r)}", flush=True)
         finally:
             procs.stop([receiver.child])
             await measure.drop_templates(setup)

@@ -151,6 +151,13 @@ def contestants(plan: Plan) -> list[tuple[Contestant, tuple[WorkerSpec, ...]]]:
     return chosen
 
 
+def describe_latency(lat: measure.LatencyResult) -> str:
+    return (
+        f"p50 {lat.p50_ms:.1f} ms, p95 {lat.p95_ms:.1f}, p99 {lat.p99_ms:.1f} "
+        f"({lat.received}/{lat.sent} received)"
+    )
+
+
 def describe(r: measure.ThroughputResult) -> str:
     capped = f" (capped: {r.done}/{r.events} in {r.elapsed_s:.0f}s)" if r.capped else ""
     return (
@@ -215,9 +222,8 @@ async def run(plan: Plan, server_url: str, log_dir: Path, clock: Clock) -> Resul
                 )
                 results.latency[contestant.name] = lat
                 clock.say(
-                    f"latency {contestant.name} at {plan.latency_rate:.0f}/s: p50 "
-                    f"{lat.p50_ms:.1f} ms, p95 {lat.p95_ms:.1f}, p99 {lat.p99_ms:.1f} "
-                    f"({lat.received}/{lat.sent} received)"
+                    f"latency {contestant.name} at {plan.latency_rate:.0f}/s: "
+                    + describe_latency(lat)
                 )
 
             for contestant, _ in lineup:
