@@ -49,10 +49,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        fields = record.__dict__
-        for key in fields:
+        for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = fields[key]
+                entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = record.exc_info[0].__name__
         return orjson.dumps(entry, default=str).decode("utf-8")
