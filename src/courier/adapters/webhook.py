@@ -1,9 +1,10 @@
-"""The HTTP adapter: one signed POST per attempt over a shared keep-alive aiohttp session.
+"""The HTTP adapter: one signed POST per attempt over pooled keep-alive connections.
 
 Every failure becomes an `AttemptResult`; nothing but cancellation escapes `deliver()`.
 Destinations are untrusted tenant input, so the adapter refuses internal addresses
 (SSRF) at connect time, never follows redirects, bounds time and bytes read, and
-keeps secrets and URL credentials out of every summary it writes.
+keeps secrets and URL credentials out of every summary it writes. The HTTP itself is
+`courier.adapters.http1` (why not aiohttp: see there).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import functools
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,13 +21,18 @@ from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import parse_qsl
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from courier import __version__, redact, retry, signing
 from courier.adapters.addresses import IPNetwork, is_forbidden_address, parse_networks
 from courier.adapters.base import AttemptOutcome, AttemptResult, DeliveryRequest
+from courier.adapters.http1 import (
+    CannotConnect,
+    ConnectionClosed,
+    Http1Client,
+    InvalidResponse,
+    Target,
+)
 
 USER_AGENT: Final = f"courier-webhooks/{__version__}"
 MAX_RESPONSE_BYTES: Final = 64 * 1024
@@ -38,6 +45,8 @@ _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 # Short query values ("1", "json") would shred summaries if redacted, and values that
 # short are not credentials worth hiding.
 _MIN_URL_SECRET_LEN: Final = 6
+# Names resolved at once per adapter; past this the cache starts over (a cheap bound).
+_DNS_CACHE_SIZE: Final = 4096
 
 
 class DestinationAddressRefused(OSError):
@@ -52,37 +61,6 @@ class DestinationAddressRefused(OSError):
 AddressCheck = Callable[[str], str | None]
 
 
-class GuardedResolver(AbstractResolver):
-    """Resolves through `inner`, then drops every address the policy forbids.
-
-    Checking what DNS returned (rather than the name) is what defeats rebinding and
-    names like 127.0.0.1.nip.io: aiohttp connects only to the addresses returned here.
-    """
-
-    def __init__(self, inner: AbstractResolver, check: AddressCheck) -> None:
-        self._inner = inner
-        self._check = check
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        allowed: list[ResolveResult] = []
-        refused: DestinationAddressRefused | None = None
-        for result in results:
-            reason = self._check(result["host"])
-            if reason is None:
-                allowed.append(result)
-            elif refused is None:
-                refused = DestinationAddressRefused(result["host"], reason)
-        if not allowed and refused is not None:
-            raise refused
-        return allowed
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
 @dataclass(frozen=True, slots=True)
 class _Rejected:
     """A destination refused before any network I/O: always a permanent failure."""
@@ -90,14 +68,9 @@ class _Rejected:
     summary: str
 
 
-# deliver() bounds each whole exchange (connect, send, headers, body) with one
-# asyncio.timeout; aiohttp's own timers would only add a second clock per request.
-_NO_AIOHTTP_TIMEOUT: Final = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None)
-
-
 def _looks_like_ip_literal(host: str) -> bool:
-    # Mirrors aiohttp.helpers.is_ip_address: hosts matching it skip the resolver, so
-    # deliver() must vet exactly these itself.
+    # Hosts matching this are connected to as written (no DNS), so deliver() must vet
+    # exactly these itself; the same rule aiohttp.helpers.is_ip_address applies.
     return ":" in host or host.replace(".", "").isdigit()
 
 
@@ -129,35 +102,26 @@ class WebhookAdapter:
     `allowed_networks` opens specific CIDRs (e.g. a VPC range) while keeping the guard.
     """
 
-    # aiohttp's own defaults, pinned so a huge status line or header fails as a parse
-    # error instead of buffering whatever the receiver sends.
-    MAX_LINE_SIZE: Final = 8190
-    MAX_FIELD_SIZE: Final = 8190
-    MAX_HEADERS: Final = 128
-
     def __init__(
         self,
         allow_private: bool = False,
         allowed_networks: Sequence[str] = (),
         *,
-        limit: int = 0,
-        limit_per_host: int = 0,
         keepalive_timeout: float = 30.0,
         ttl_dns_cache: int = 60,
     ) -> None:
         self._allow_private = allow_private
         self._allowed_networks: tuple[IPNetwork, ...] = parse_networks(allowed_networks)
-        self._limit = limit
-        self._limit_per_host = limit_per_host
         self._keepalive_timeout = keepalive_timeout
         self._ttl_dns_cache = ttl_dns_cache
-        self._session: aiohttp.ClientSession | None = None
-        self._resolver: AbstractResolver | None = None
+        self._dns: dict[str, tuple[float, list[str]]] = {}
+        self._client: Http1Client | None = None
+        self._ssl_context: ssl.SSLContext | None = None
         # Per instance because the verdicts depend on this adapter's policy.
         self._check_address: AddressCheck = functools.lru_cache(maxsize=4096)(
             self._check_address_uncached
         )
-        self._prepare: Callable[[str], URL | _Rejected] = functools.lru_cache(maxsize=4096)(
+        self._prepare: Callable[[str], Target | _Rejected] = functools.lru_cache(maxsize=4096)(
             self._prepare_uncached
         )
 
@@ -170,7 +134,7 @@ class WebhookAdapter:
             return "not a valid IP address"
         return is_forbidden_address(ip, self._allowed_networks)
 
-    def _prepare_uncached(self, raw_url: str) -> URL | _Rejected:
+    def _prepare_uncached(self, raw_url: str) -> Target | _Rejected:
         """Parse and vet a destination URL; cached because destinations repeat constantly."""
         try:
             url = URL(raw_url)
@@ -187,52 +151,65 @@ class WebhookAdapter:
             try:
                 ipaddress.ip_address(host)
             except ValueError:
-                # e.g. 127.1 or 2130706433: legacy numeric forms aiohttp also refuses.
+                # e.g. 127.1 or 2130706433: legacy numeric forms that read differently
+                # to different resolvers.
                 return _Rejected("invalid URL: malformed IP address host")
             reason = self._check_address(host)
             if reason is not None:
                 return _Rejected(str(DestinationAddressRefused(host, reason)))
-        return url
+        try:
+            return Target.for_post(url, USER_AGENT)
+        except (ValueError, UnicodeError) as exc:
+            return _Rejected(f"invalid URL ({type(exc).__name__})")
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        session = self._session
-        if session is None or session.closed:
-            inner = aiohttp.DefaultResolver()
-            self._resolver = (
-                inner if self._allow_private else GuardedResolver(inner, self._check_address)
+    async def _addresses(self, host: str, port: int) -> list[str]:
+        """The addresses a connection to `host` may use: resolved (cached), then vetted.
+
+        Vetting what DNS returned (rather than the name) is what defeats rebinding and
+        names like 127.0.0.1.nip.io: the client connects only to addresses returned here.
+        """
+        if _looks_like_ip_literal(host):
+            return [host]  # vetted once, in _prepare
+        now = time.monotonic()
+        cached = self._dns.get(host)
+        if cached is not None and cached[0] > now:
+            resolved = cached[1]
+        else:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
             )
-            connector = aiohttp.TCPConnector(
-                limit=self._limit,
-                limit_per_host=self._limit_per_host,
-                keepalive_timeout=self._keepalive_timeout,
-                ttl_dns_cache=self._ttl_dns_cache,
-                resolver=self._resolver,
+            resolved = list(dict.fromkeys(str(info[4][0]) for info in infos))
+            if len(self._dns) >= _DNS_CACHE_SIZE:
+                self._dns.clear()
+            self._dns[host] = (now + self._ttl_dns_cache, resolved)
+        allowed: list[str] = []
+        refused: DestinationAddressRefused | None = None
+        for address in resolved:
+            reason = self._check_address(address)
+            if reason is None:
+                allowed.append(address)
+            elif refused is None:
+                refused = DestinationAddressRefused(address, reason)
+        if not allowed and refused is not None:
+            raise refused
+        return allowed
+
+    def _get_client(self) -> Http1Client:
+        client = self._client
+        if client is None:
+            client = self._client = Http1Client(
+                self._addresses,
+                max_body_bytes=MAX_RESPONSE_BYTES,
+                excerpt_bytes=_EXCERPT_BYTES,
+                keepalive_s=self._keepalive_timeout,
             )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                # Env proxies would let a tenant's request skip the address checks.
-                trust_env=False,
-                # The body is only ever an error excerpt; inflating it wastes CPU and
-                # invites decompression bombs, so ask for identity and keep bytes raw.
-                auto_decompress=False,
-                skip_auto_headers=("Accept-Encoding",),
-                max_line_size=self.MAX_LINE_SIZE,
-                max_field_size=self.MAX_FIELD_SIZE,
-                max_headers=self.MAX_HEADERS,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=_NO_AIOHTTP_TIMEOUT,
-            )
-            self._session = session
-        return session
+        return client
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        resolver, self._resolver = self._resolver, None
-        if session is not None:
-            await session.close()
-        if resolver is not None:
-            # The connector only closes resolvers it created itself.
-            await resolver.close()
+        client, self._client = self._client, None
+        self._dns.clear()
+        if client is not None:
+            await client.close()
 
     async def deliver(self, request: DeliveryRequest) -> AttemptResult:
         started = time.perf_counter()
@@ -248,33 +225,34 @@ class WebhookAdapter:
             # signing module guarantees its messages never quote a secret.
             summary = f"cannot sign: {exc}"
             return self._failed(request, started, "permanent_failure", summary)
-        headers["user-agent"] = USER_AGENT
+        try:
+            message = target.request(headers, request.body)
+        except ValueError as exc:
+            # An id that would split the request head (header injection); never sent.
+            summary = f"cannot build the request: {exc}"
+            return self._failed(request, started, "permanent_failure", summary)
         try:
             async with asyncio.timeout(request.timeout_s):
-                return await self._post(request, target, headers, started)
+                response = await self._get_client().post(target, message)
         except TimeoutError:
-            # Listed first: aiohttp's ServerTimeoutError is also a ClientConnectionError
-            # and TimeoutError is an OSError.
             summary = f"timeout after {request.timeout_s:g}s"
             return self._failed(request, started, "retryable_failure", summary)
-        except aiohttp.ClientSSLError as exc:
-            summary = f"TLS error: {type(exc).__name__}: {exc.os_error}"
+        except DestinationAddressRefused as exc:
+            return self._failed(request, started, "permanent_failure", str(exc))
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            summary = f"TLS error: {type(exc).__name__}: {exc}"
             return self._failed(request, started, "retryable_failure", summary)
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, DestinationAddressRefused):
-                summary = str(exc.os_error)
-                return self._failed(request, started, "permanent_failure", summary)
-            summary = f"{type(exc).__name__}: {exc.os_error}"
+        except socket.gaierror as exc:
+            summary = f"DNS lookup failed: {exc.strerror or type(exc).__name__}"
             return self._failed(request, started, "retryable_failure", summary)
-        except aiohttp.InvalidURL as exc:
-            summary = f"invalid URL ({type(exc).__name__})"
-            return self._failed(request, started, "permanent_failure", summary)
-        except aiohttp.ClientResponseError as exc:
-            # Raised for unparseable responses (oversized headers, bad status line);
-            # str(exc) would include the URL, so only the parser's message is kept.
-            summary = f"invalid response: {exc.message}"
+        except CannotConnect as exc:
+            summary = f"cannot connect: {exc}"
             return self._failed(request, started, "retryable_failure", summary)
-        except (aiohttp.ClientError, OSError) as exc:
+        except InvalidResponse as exc:
+            # The parser's reasons are fixed texts; nothing of the response is quoted.
+            summary = f"invalid response: {exc}"
+            return self._failed(request, started, "retryable_failure", summary)
+        except (ConnectionClosed, OSError) as exc:
             summary = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return self._failed(request, started, "retryable_failure", summary)
         except Exception as exc:
@@ -282,28 +260,14 @@ class WebhookAdapter:
             # to investigate without risking a message that quotes secrets.
             summary = f"unexpected error: {type(exc).__name__}"
             return self._failed(request, started, "retryable_failure", summary)
-
-    async def _post(
-        self, request: DeliveryRequest, url: URL, headers: dict[str, str], started: float
-    ) -> AttemptResult:
-        async with self._get_session().post(
-            url,
-            data=request.body,
-            headers=headers,
-            allow_redirects=False,
-        ) as resp:
-            status = resp.status
-            verdict = retry.classify_status(status)
-            want_excerpt = verdict != "success"
-            head = await _read_capped(resp.content, want_excerpt)
-            if verdict == "success":
-                return self._result(started, "succeeded", status, None)
-            retry_after: float | None = None
-            if status in _RETRY_AFTER_STATUSES:
-                retry_after = retry.parse_retry_after(
-                    resp.headers.get("Retry-After"), datetime.now(UTC)
-                )
-        summary = _http_summary(status, head, _redaction_secrets(request))
+        status = response.status
+        verdict = retry.classify_status(status)
+        if verdict == "success":
+            return self._result(started, "succeeded", status, None)
+        retry_after: float | None = None
+        if status in _RETRY_AFTER_STATUSES:
+            retry_after = retry.parse_retry_after(response.retry_after, datetime.now(UTC))
+        summary = _http_summary(status, response.excerpt, _redaction_secrets(request))
         outcome: AttemptOutcome = (
             "retryable_failure" if verdict == "retryable" else "permanent_failure"
         )
@@ -358,23 +322,3 @@ def _http_summary(status: int, head: bytes, secrets: tuple[str, ...]) -> str:
             cut = marker
         text = text[:cut].rstrip() + "…"
     return f"HTTP {status}: {text}"
-
-
-async def _read_capped(content: aiohttp.StreamReader, keep: bool) -> bytes:
-    """Read at most MAX_RESPONSE_BYTES, keeping only an excerpt's worth.
-
-    Draining small bodies lets the connection return to the keep-alive pool; a body
-    past the cap is abandoned and aiohttp closes that connection on release instead.
-    """
-    remaining = MAX_RESPONSE_BYTES
-    head = bytearray()
-    while remaining > 0:
-        chunk = await content.read(remaining)
-        if not chunk:
-            break
-        remaining -= len(chunk)
-        if keep and len(head) < _EXCERPT_BYTES:
-            head += chunk[: _EXCERPT_BYTES - len(head)]
-        if content.at_eof():  # the usual small body came whole: no read just to see EOF
-            break
-    return bytes(head)

@@ -1,7 +1,8 @@
 """WebhookAdapter against real aiohttp receivers on 127.0.0.1.
 
 Loopback is exactly what the SSRF guard forbids, so most tests use an adapter built with
-allow_private=True; the SSRF tests build their own.
+allow_private=True; the SSRF tests build their own. Every test runs on both event loops
+(see conftest.py).
 """
 
 from __future__ import annotations
