@@ -287,19 +287,19 @@ async def test_an_event_id_that_would_inject_a_header_is_never_sent(
 async def test_a_cancelled_delivery_closes_its_connection(
     scripted: Callable[..., Awaitable[Scripted]], adapter: WebhookAdapter
 ) -> None:
-    hung_up = asyncio.Event()
+    asked, hung_up = asyncio.Event(), asyncio.Event()
 
     async def never_answer(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Scripted
     ) -> None:
         if await state.read_request(reader):
+            asked.set()
             await reader.read()  # returns when the client closes its end
             hung_up.set()
 
     server = await scripted(never_answer)
     task = asyncio.create_task(adapter.deliver(request(server.url)))
-    while not server.heads:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(asked.wait(), 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
