@@ -33,6 +33,7 @@ from bench.contestant import Contestant, WorkerSpec
 POLL = 0.05  # seconds between progress checks
 DRAIN_TIMEOUT = 30.0  # seconds to wait for the last jobs of a latency run
 SETTLE = 1.0  # seconds after workers report ready, so their LISTEN is in place
+LATENCY_SETTLE_S = 2.0  # seconds of quiet after the checkpoint before a latency run
 
 
 @dataclass
@@ -276,6 +277,10 @@ async def latency(
     name, url = await fresh_database(setup, contestant, receiver)
     sent: dict[str, float] = {}
     try:
+        # Latency follows runs that leave dirty buffers and busy processes behind; each
+        # contestant starts from the same settled server instead of the one before's tail.
+        await asyncio.to_thread(pg.checkpoint, setup.server_url)
+        await asyncio.sleep(LATENCY_SETTLE_S)
         await receiver.reset()
         workers = await Workers.start(setup, contestant, url, receiver.url, spec)
         try:

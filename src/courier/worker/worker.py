@@ -218,6 +218,10 @@ class Worker:
             self._hold(claimed)
             if len(claimed) == limit:
                 continue  # there is probably more
+            if self._wake.is_set():
+                # Enqueued while we claimed: _idle_wait would return at once, so skip
+                # its query of what falls due next.
+                continue
             await self._idle_wait(stop)
 
     async def _idle_wait(self, stop: asyncio.Event) -> None:
