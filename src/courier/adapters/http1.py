@@ -154,6 +154,10 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
         return waiter
 
+    def time_out(self) -> None:
+        if self.waiter is not None:  # else the response won the race: keep the connection
+            self._fail(TimeoutError())
+
     def abort(self) -> None:
         self.closed = True
         if self.transport is not None:
@@ -269,8 +273,8 @@ class Http1Client:
     """POSTs over pooled keep-alive connections, one request per connection at a time.
 
     `resolve(host, port)` returns the addresses a connection may use (the adapter's SSRF
-    policy lives there); addresses are tried in order. Bounding time is the caller's job:
-    a cancelled `post()` closes its connection.
+    policy lives there); addresses are tried in order. A cancelled or timed-out `post()`
+    closes its connection.
     """
 
     def __init__(
@@ -291,13 +295,27 @@ class Http1Client:
         self._live: set[_Connection] = set()
         self._next_sweep = 0.0
 
-    async def post(self, target: Target, request: bytes) -> Response:
-        conn = self._idle_connection(target.origin) or await self._connect(target)
+    async def post(self, target: Target, request: bytes, timeout_s: float) -> Response:
+        """POST `request`; the whole exchange, connect included, ends within `timeout_s`.
+
+        Raises TimeoutError when it does not. The exchange on a pooled connection is
+        bounded by one timer on the loop rather than an `asyncio.timeout` scope: the
+        same bound for a fraction of the CPU, paid on every delivery.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        conn = self._idle_connection(target.origin)
+        if conn is None:
+            async with asyncio.timeout_at(deadline):
+                conn = await self._connect(target)
+        timer = loop.call_at(deadline, conn.time_out)
         try:
             response = await conn.send(request)
         except BaseException:
             conn.abort()
             raise
+        finally:
+            timer.cancel()
         if conn.reusable and not conn.closed:
             now = time.monotonic()
             conn.idle_since = now

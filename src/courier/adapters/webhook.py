@@ -232,8 +232,7 @@ class WebhookAdapter:
             summary = f"cannot build the request: {exc}"
             return self._failed(request, started, "permanent_failure", summary)
         try:
-            async with asyncio.timeout(request.timeout_s):
-                response = await self._get_client().post(target, message)
+            response = await self._get_client().post(target, message, request.timeout_s)
         except TimeoutError:
             summary = f"timeout after {request.timeout_s:g}s"
             return self._failed(request, started, "retryable_failure", summary)

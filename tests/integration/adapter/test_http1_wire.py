@@ -304,3 +304,23 @@ async def test_a_cancelled_delivery_closes_its_connection(
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.wait_for(hung_up.wait(), 5)
+
+
+async def test_a_timed_out_connection_is_not_reused(
+    scripted: Callable[..., Awaitable[Scripted]], adapter: WebhookAdapter
+) -> None:
+    async def first_one_hangs(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Scripted
+    ) -> None:
+        while await state.read_request(reader):
+            if state.connections > 1:
+                writer.write(OK)
+                await writer.drain()
+
+    server = await scripted(first_one_hangs)
+    late = await adapter.deliver(request(server.url, timeout_s=0.3))
+    assert late.outcome == "retryable_failure"
+    assert late.error_summary == "timeout after 0.3s"
+    # Its response could still arrive and would answer the next request: a new connection.
+    assert (await adapter.deliver(request(server.url))).outcome == "succeeded"
+    assert server.connections == 2
