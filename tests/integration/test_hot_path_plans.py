@@ -136,38 +136,3 @@ def test_the_claim_takes_due_rows_by_walking_the_waiting_index_in_due_order(
         )
     assert "Index Scan using deliveries_waiting on deliveries" in plan
     assert "Sort" not in plan
-
-
-async def _prepared_statements(conn: psycopg.AsyncConnection[Any]) -> int:
-    cur = await conn.execute("SELECT count(*) FROM pg_prepared_statements", prepare=False)
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
-
-
-async def test_replan_forgets_prepared_statements_on_both_sides(db_url: str) -> None:
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-        await conn.execute("SELECT 1 WHERE %s", [True], prepare=True)
-        assert await _prepared_statements(conn) == 1
-        await store.replan(conn)
-        assert await _prepared_statements(conn) == 0
-        # psycopg forgot its names too: otherwise this would EXECUTE a statement that is gone.
-        cur = await conn.execute("SELECT 1 WHERE %s", [True], prepare=True)
-        assert await cur.fetchall() == [(1,)]
-        assert await _prepared_statements(conn) == 1
-
-
-async def test_the_claim_connection_is_replanned_once_claims_double(
-    db_url: str, secret_key: str
-) -> None:
-    worker: Worker = make_worker(db_url, secret_key)
-    try:
-        conn = await worker._claim_connection()
-        await conn.execute("SELECT 1 WHERE %s", [True], prepare=True)
-        worker.claimed_total = 999  # below the first refresh: the plans stay
-        assert await worker._claim_connection() is conn
-        assert await _prepared_statements(conn) == 1
-        worker.claimed_total = 1_000
-        assert await worker._claim_connection() is conn
-        assert await _prepared_statements(conn) == 0
-    finally:
-        await worker._drop_claim_connection()

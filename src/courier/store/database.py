@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
@@ -25,36 +24,6 @@ def hot_path_options(url: str) -> str:
     own = str(conninfo_to_dict(url).get("options") or "")
     ours = " ".join(f"-c {name}={value}" for name, value in HOT_PATH_SETTINGS)
     return f"{own} {ours}".strip()
-
-
-class PlanRefresh:
-    """When a hot-path connection should drop its prepared statements and plan afresh.
-
-    A prepared statement keeps its generic plan for the connection's life unless an
-    ANALYZE invalidates it, and a plan made while `deliveries` was small keeps acting as
-    if it still were: seen in the latency benchmark (autovacuum off) as the claim joining
-    through `deliveries_event` on the tenant alone, reading the tenant's every row, its
-    cost growing with history (p50 6 -> 16 ms over 15 s). Re-planning each time the rows
-    a connection has handled double, and at least every `max_interval_s`, keeps its plans
-    made for a table within about twice their size, for a logarithmic number of plannings.
-    """
-
-    def __init__(self, first_at: int = 1_000, max_interval_s: float = 300.0) -> None:
-        self._first_at = first_at
-        self._max_interval_s = max_interval_s
-        self.reset(0)
-
-    def reset(self, handled: int) -> None:
-        """Plans are fresh now (a new connection, or just re-planned) at `handled` rows."""
-        self._next_count = max(self._first_at, 2 * handled)
-        self._next_time = time.monotonic() + self._max_interval_s
-
-    def due(self, handled: int) -> bool:
-        """True (and reset) when plans made before `handled` rows should be replaced."""
-        if handled < self._next_count and time.monotonic() < self._next_time:
-            return False
-        self.reset(handled)
-        return True
 
 
 class DatabaseUnavailable(RuntimeError):

@@ -199,11 +199,6 @@ async def release_leases(
         return len(await cur.fetchall())
 
 
-async def replan(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Forget `conn`'s prepared statements (psycopg notices and forgets its names too)."""
-    await conn.execute(query("replan"))
-
-
 async def next_due_at(
     conn: psycopg.AsyncConnection[Any], *, tenant_ids: Sequence[uuid.UUID] | None
 ) -> datetime | None:

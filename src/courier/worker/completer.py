@@ -19,8 +19,7 @@ from typing import Any
 
 import psycopg
 
-from courier.store.database import PlanRefresh
-from courier.store.deliveries import Completed, Completion, complete_attempts, replan
+from courier.store.deliveries import Completed, Completion, complete_attempts
 
 logger = logging.getLogger("courier.worker")
 
@@ -51,8 +50,6 @@ class Completer:
         self._on_committed = on_committed
         self._on_db_error = on_db_error
         self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._plans = PlanRefresh()
-        self._completed = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -101,9 +98,6 @@ class Completer:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = await self._connect()
-                self._plans.reset(self._completed)
-            elif self._plans.due(self._completed):
-                await replan(self._conn)
             written = await complete_attempts(
                 self._conn, worker_id=self._worker_id, completions=batch
             )
@@ -112,7 +106,6 @@ class Completer:
             await self._on_db_error(exc)
             return
         del self._pending[: len(batch)]
-        self._completed += len(batch)
         async with self._space:
             self._space.notify_all()
         self._on_committed(batch, written)

@@ -36,7 +36,7 @@ from courier.metrics import CourierMetrics
 from courier.redact import summarize
 from courier.retry import RetryPolicy, decide
 from courier.store import deliveries as store
-from courier.store.database import PlanRefresh, describe_url, hot_path_options
+from courier.store.database import describe_url, hot_path_options
 from courier.store.deliveries import ClaimedDelivery, Completed, Completion
 from courier.worker.completer import Completer
 from courier.worker.delivery_log import log_completion
@@ -102,7 +102,6 @@ class Worker:
         self._low_water = (config.prefetch or 0) // 2
         self._wake = asyncio.Event()
         self._claim_conn: psycopg.AsyncConnection[Any] | None = None
-        self._claim_plans = PlanRefresh()
         self._claim_cursor = store.ClaimCursor()
         self._db_failures = 0
         self._completer = Completer(
@@ -147,9 +146,6 @@ class Worker:
     async def _claim_connection(self) -> psycopg.AsyncConnection[Any]:
         if self._claim_conn is None or self._claim_conn.closed:
             self._claim_conn = await self._connect()
-            self._claim_plans.reset(self.claimed_total)
-        elif self._claim_plans.due(self.claimed_total):
-            await store.replan(self._claim_conn)
         return self._claim_conn
 
     async def _drop_claim_connection(self) -> None:

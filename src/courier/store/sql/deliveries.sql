@@ -350,11 +350,6 @@ UPDATE destinations SET deleted_at = now(), enabled = false, updated_at = now()
  WHERE tenant_id = %(tenant_id)s AND id = %(id)s AND deleted_at IS NULL
 RETURNING id;
 
--- name: replan
--- Drops the connection's prepared statements, so the next ones are planned against
--- the tables as they are now (courier.store.database.PlanRefresh says when).
-DEALLOCATE ALL;
-
 -- name: next_due_at
 -- When the next waiting delivery falls due (the worker sleeps until then at most).
 SELECT min(next_attempt_at) AS next_due_at
