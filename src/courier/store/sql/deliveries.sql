@@ -162,13 +162,17 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
     UNION ALL
     SELECT tenant_id, id, destination_id, 1, next_attempt_at FROM due_fifo
 ), picked AS (
-    SELECT d.tenant_id, d.id, d.state AS old_state, d.attempt_count AS old_attempt_count,
+    -- Rows are looked up by every column of a key they have (destination_id too), so
+    -- no plan can reach them through a scan of the tenant alone (see 014).
+    SELECT d.tenant_id, d.id, d.destination_id,
+           d.state AS old_state, d.attempt_count AS old_attempt_count,
            CASE WHEN dst.deleted_at IS NOT NULL THEN 'destination_missing'
                 WHEN NOT dst.enabled THEN 'destination_disabled' END AS refusal
       FROM (SELECT tenant_id, id, destination_id FROM candidates
              ORDER BY rank, due_at LIMIT %(limit)s) AS c
       JOIN destinations dst ON dst.tenant_id = c.tenant_id AND dst.id = c.destination_id
-      JOIN deliveries d ON d.tenant_id = c.tenant_id AND d.id = c.id
+      JOIN deliveries d
+        ON d.tenant_id = c.tenant_id AND d.destination_id = c.destination_id AND d.id = c.id
 ), abandoned AS (
     UPDATE delivery_attempts a
        SET outcome = 'abandoned', retryable = true, finished_at = now(),
@@ -185,7 +189,8 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
            locked_until = now() + make_interval(secs => %(lease_seconds)s),
            attempt_count = d.attempt_count + 1, updated_at = now()
       FROM picked p
-     WHERE d.tenant_id = p.tenant_id AND d.id = p.id AND p.refusal IS NULL
+     WHERE d.tenant_id = p.tenant_id AND d.destination_id = p.destination_id AND d.id = p.id
+       AND p.refusal IS NULL
        -- guarded: a row another claim moved since our snapshot is left alone
        AND d.state = p.old_state AND d.attempt_count = p.old_attempt_count
     RETURNING d.tenant_id, d.id, d.event_id, d.destination_id, d.attempt_count, d.created_at
@@ -194,7 +199,8 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
        SET state = 'failed', failure_reason = p.refusal, locked_by = NULL, locked_until = NULL,
            next_attempt_at = NULL, last_error = p.refusal, updated_at = now()
       FROM picked p
-     WHERE d.tenant_id = p.tenant_id AND d.id = p.id AND p.refusal IS NOT NULL
+     WHERE d.tenant_id = p.tenant_id AND d.destination_id = p.destination_id AND d.id = p.id
+       AND p.refusal IS NOT NULL
        AND d.state = p.old_state AND d.attempt_count = p.old_attempt_count
     RETURNING d.tenant_id, d.id, d.event_id, d.destination_id, d.attempt_count, p.refusal
 ), refused_audit AS (
