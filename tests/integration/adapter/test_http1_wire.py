@@ -79,15 +79,6 @@ async def scripted() -> AsyncIterator[Callable[[Script], Awaitable[Scripted]]]:
         await server.wait_closed()
 
 
-@pytest.fixture
-async def adapter() -> AsyncIterator[WebhookAdapter]:
-    a = WebhookAdapter(allow_private=True)
-    try:
-        yield a
-    finally:
-        await a.close()
-
-
 def request(url: str, *, event_id: str = "msg_1", timeout_s: float = 5.0) -> DeliveryRequest:
     return DeliveryRequest(url, event_id, BODY, (SECRET,), timeout_s)
 

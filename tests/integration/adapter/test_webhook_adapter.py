@@ -175,15 +175,6 @@ async def receiver() -> AsyncIterator[Receiver]:
         await runner.cleanup()
 
 
-@pytest.fixture
-async def adapter() -> AsyncIterator[WebhookAdapter]:
-    a = WebhookAdapter(allow_private=True)
-    try:
-        yield a
-    finally:
-        await a.close()
-
-
 @dataclass
 class ConnectionCounter:
     port: int
