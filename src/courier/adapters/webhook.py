@@ -45,7 +45,8 @@ _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 # Short query values ("1", "json") would shred summaries if redacted, and values that
 # short are not credentials worth hiding.
 _MIN_URL_SECRET_LEN: Final = 6
-# Names resolved at once per adapter; past this the cache starts over (a cheap bound).
+# Host names whose addresses an adapter caches; past this the cache starts over (a cheap
+# bound on memory).
 _DNS_CACHE_SIZE: Final = 4096
 
 
@@ -116,7 +117,6 @@ class WebhookAdapter:
         self._ttl_dns_cache = ttl_dns_cache
         self._dns: dict[str, tuple[float, list[str]]] = {}
         self._client: Http1Client | None = None
-        self._ssl_context: ssl.SSLContext | None = None
         # Per instance because the verdicts depend on this adapter's policy.
         self._check_address: AddressCheck = functools.lru_cache(maxsize=4096)(
             self._check_address_uncached
