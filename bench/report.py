@@ -282,8 +282,10 @@ def markdown(results: Results, plot_name: str) -> str:
         "## What each contestant does per delivery",
         "",
         "- **courier**: `courier worker` processes; claim (one statement, `FOR UPDATE SKIP "
-        "LOCKED`, inserts the attempt row), a Standard Webhooks signed POST over a shared "
-        "keep-alive session, then a group-committed completion (state transition, attempt "
+        "LOCKED`, inserts the attempt row), a Standard Webhooks signed POST over courier's "
+        "own keep-alive HTTP/1.1 client (asyncio and httptools, SSRF-guarded, bounded "
+        "reads; `courier/adapters/http1.py`), then a group-committed completion (state "
+        "transition, attempt "
         "outcome, `delivery.delivered` lifecycle event). Enqueue also writes the event and "
         "a `delivery.created` lifecycle event. The benchmark's one destination has its "
         "`max_in_flight` raised to 10,000 (where the schema has that per-destination cap), "
@@ -294,7 +296,10 @@ def markdown(results: Results, plot_name: str) -> str:
         "fetched one per query; completion updates its status (jobs are kept).",
         "",
         "All three run under uvloop, POST the same ~200-byte JSON body to the same "
-        "receiver process, and commit with the server's normal `synchronous_commit`.",
+        "receiver process, and commit with the server's normal `synchronous_commit`. "
+        "The peers POST through a shared aiohttp session (one task per job), as the HTTP "
+        "ceiling's client does; courier's client costs less CPU per request than that "
+        "ceiling client, which is why courier can come close to the ceiling.",
         "",
         "## Machine and versions",
         "",

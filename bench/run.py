@@ -31,7 +31,16 @@ from bench.results import Plan, Results
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
-PACKAGES = ("courier", "procrastinate", "pgqueuer", "aiohttp", "psycopg", "asyncpg", "uvloop")
+PACKAGES = (
+    "courier",
+    "procrastinate",
+    "pgqueuer",
+    "aiohttp",
+    "httptools",
+    "psycopg",
+    "asyncpg",
+    "uvloop",
+)
 # Peers' sweeps: PgQueuer wants max_concurrent_tasks >= 2 x batch_size; Procrastinate
 # fetches one job per query, so only processes and concurrency matter.
 PGQUEUER_SPECS = (
