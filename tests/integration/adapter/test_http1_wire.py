@@ -99,6 +99,19 @@ def answer_each(*responses: bytes) -> Script:
     return script
 
 
+def answer_then_hang_up(response: bytes) -> Script:
+    """Answer the first request with `response`, then close the connection."""
+
+    async def script(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Scripted
+    ) -> None:
+        await state.read_request(reader)
+        writer.write(response)
+        await writer.drain()
+
+    return script
+
+
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
@@ -164,14 +177,8 @@ async def test_a_chunked_response_is_read_and_the_connection_kept(
 async def test_a_body_ended_by_closing_the_connection_is_a_whole_response(
     scripted: Callable[..., Awaitable[Scripted]], adapter: WebhookAdapter
 ) -> None:
-    async def close_delimited(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Scripted
-    ) -> None:
-        await state.read_request(reader)
-        writer.write(b"HTTP/1.1 503 Busy\r\nRetry-After: 9\r\n\r\ntry later")
-        await writer.drain()
-
-    server = await scripted(close_delimited)
+    close_delimited = b"HTTP/1.1 503 Busy\r\nRetry-After: 9\r\n\r\ntry later"
+    server = await scripted(answer_then_hang_up(close_delimited))
     result = await adapter.deliver(request(server.url))
     assert result.outcome == "retryable_failure"
     assert result.http_status == 503
@@ -207,14 +214,8 @@ async def test_connection_close_is_honoured(
 async def test_a_receiver_closing_idle_connections_costs_no_failed_attempt(
     scripted: Callable[..., Awaitable[Scripted]], adapter: WebhookAdapter
 ) -> None:
-    async def one_then_hang_up(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Scripted
-    ) -> None:
-        await state.read_request(reader)
-        writer.write(OK)  # keep-alive by default, yet the server closes right after
-        await writer.drain()
-
-    server = await scripted(one_then_hang_up)
+    # OK is keep-alive by default, yet the server closes right after sending it.
+    server = await scripted(answer_then_hang_up(OK))
     for _ in range(3):
         assert (await adapter.deliver(request(server.url))).outcome == "succeeded"
         await asyncio.sleep(0.05)  # the FIN arrives while the connection is idle
@@ -248,14 +249,7 @@ async def test_broken_responses_are_retryable_and_named(
     scripted: Callable[..., Awaitable[Scripted]],
     adapter: WebhookAdapter,
 ) -> None:
-    async def broken(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Scripted
-    ) -> None:
-        await state.read_request(reader)
-        writer.write(response)
-        await writer.drain()
-
-    server = await scripted(broken)
+    server = await scripted(answer_then_hang_up(response))
     result = await adapter.deliver(request(server.url))
     assert result.outcome == "retryable_failure"
     assert result.http_status is None
