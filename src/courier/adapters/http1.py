@@ -15,7 +15,7 @@ import asyncio
 import base64
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, cast
 
@@ -85,18 +85,25 @@ class Target:
             token = f"{url.user or ''}:{url.password or ''}".encode("latin-1")
             lines.append(f"authorization: Basic {base64.b64encode(token).decode()}")
         lines.append(f"user-agent: {user_agent}")
-        head = "".join(f"{line}\r\n" for line in lines)
-        if head.count("\n") != len(lines) or head.count("\r") != len(lines):
-            raise ValueError("URL contains a line break")
+        head = _head_lines(lines, "URL")
         return cls(host, port, url.scheme == "https", head.encode("utf-8"))
 
     def request(self, headers: Mapping[str, str], body: bytes) -> bytes:
         """The whole request; raises ValueError if a header value would split the head."""
-        fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-        if fields.count("\n") != len(headers) or fields.count("\r") != len(headers):
-            raise ValueError("a header value contains a line break")
+        fields = _head_lines(
+            [f"{name}: {value}" for name, value in headers.items()], "a header value"
+        )
         length = b"content-length: %d\r\n\r\n" % len(body)
         return b"".join((self.head, fields.encode("utf-8"), length, body))
+
+
+def _head_lines(lines: Sequence[str], what: str) -> str:
+    """`lines`, each CRLF-ended; ValueError if one holds a CR or LF of its own, which
+    would split the request head (header injection)."""
+    text = "".join([f"{line}\r\n" for line in lines])
+    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+        raise ValueError(f"{what} contains a line break")
+    return text
 
 
 class _Connection(asyncio.Protocol):
@@ -157,6 +164,10 @@ class _Connection(asyncio.Protocol):
     def time_out(self) -> None:
         if self.waiter is not None:  # else the response won the race: keep the connection
             self._fail(TimeoutError())
+
+    def usable(self, oldest_usable: float) -> bool:
+        """Still open, and idle since no earlier than `oldest_usable` (monotonic)."""
+        return not self.closed and self.idle_since > oldest_usable
 
     def abort(self) -> None:
         self.closed = True
@@ -284,13 +295,12 @@ class Http1Client:
         max_body_bytes: int,
         excerpt_bytes: int,
         keepalive_s: float = 30.0,
-        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._resolve = resolve
         self._max_body = max_body_bytes
         self._excerpt_bytes = excerpt_bytes
         self._keepalive_s = keepalive_s
-        self._ssl_context = ssl_context
+        self._ssl_context: ssl.SSLContext | None = None  # made at the first https connect
         self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
         self._live: set[_Connection] = set()
         self._next_sweep = 0.0
@@ -339,7 +349,7 @@ class Http1Client:
         oldest_usable = time.monotonic() - self._keepalive_s
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to be closed by now
-            if not conn.closed and conn.idle_since > oldest_usable:
+            if conn.usable(oldest_usable):
                 return conn
             conn.abort()
         return None
@@ -349,9 +359,11 @@ class Http1Client:
         self._next_sweep = now + self._keepalive_s / 2
         oldest_usable = now - self._keepalive_s
         for origin, idle in list(self._idle.items()):
-            kept = [c for c in idle if not c.closed and c.idle_since > oldest_usable]
+            kept = []
             for conn in idle:
-                if conn not in kept:
+                if conn.usable(oldest_usable):
+                    kept.append(conn)
+                else:
                     conn.abort()
             if kept:
                 self._idle[origin] = kept
