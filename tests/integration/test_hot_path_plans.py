@@ -41,17 +41,26 @@ SELECT tenant_id, id, %(destination_id)s FROM ev
 """
 
 
+def _generic_plan(
+    conn: psycopg.Connection[Any], name: str, params: dict[str, tuple[str, object]]
+) -> str:
+    """The plan PostgreSQL caches for query `name` once it is prepared; `params` maps each
+    placeholder to its SQL type and the value to explain it with, in the query's order."""
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    text = query(name)
+    for n, placeholder in enumerate(params, start=1):
+        text = text.replace(f"%({placeholder})s", f"${n}")
+    types = ", ".join(sql_type for sql_type, _ in params.values())
+    conn.execute(f"PREPARE generic ({types}) AS " + text)
+    values = sql.SQL(", ").join(sql.Literal(value) for _, value in params.values())
+    rows = conn.execute(sql.SQL("EXPLAIN EXECUTE generic ({})").format(values)).fetchall()
+    return "\n".join(r[0] for r in rows)
+
+
 def _generic_completion_plan(conn: psycopg.Connection[Any], batch: str, worker_id: str) -> str:
     """The plan PostgreSQL caches for the completion statement once it is prepared."""
-    conn.execute("SET plan_cache_mode = force_generic_plan")
-    text = query("complete_attempts").replace("%(batch)s", "$1").replace("%(worker_id)s", "$2")
-    conn.execute("PREPARE completion (text, text) AS " + text)
-    rows = conn.execute(
-        sql.SQL("EXPLAIN EXECUTE completion ({}, {})").format(
-            sql.Literal(batch), sql.Literal(worker_id)
-        )
-    ).fetchall()
-    return "\n".join(r[0] for r in rows)
+    params = {"batch": ("text", batch), "worker_id": ("text", worker_id)}
+    return _generic_plan(conn, "complete_attempts", params)
 
 
 @pytest.fixture
@@ -142,27 +151,17 @@ def test_the_claim_takes_due_rows_by_walking_the_waiting_index_in_due_order(
 
 def _generic_claim_plan(conn: psycopg.Connection[Any]) -> str:
     """The plan a worker's connection caches for the claim once it is prepared."""
-    conn.execute("SET plan_cache_mode = force_generic_plan")
-    names = [
-        "worker_id",
-        "limit",
-        "lease_seconds",
-        "after_tenant",
-        "after_destination",
-        "max_destinations",
-        "all_tenants",
-        "tenant_ids",
-    ]
-    text = query("claim_deliveries")
-    for n, name in enumerate(names, start=1):
-        text = text.replace(f"%({name})s", f"${n}")
-    conn.execute(
-        "PREPARE claim (text, integer, float8, uuid, uuid, integer, boolean, uuid[]) AS " + text
-    )
-    rows = conn.execute(
-        "EXPLAIN EXECUTE claim ('w', 64, 30, NULL, NULL, 64, true, '{}')"
-    ).fetchall()
-    return "\n".join(r[0] for r in rows)
+    params: dict[str, tuple[str, object]] = {
+        "worker_id": ("text", "w"),
+        "limit": ("integer", 64),
+        "lease_seconds": ("float8", 30.0),
+        "after_tenant": ("uuid", None),
+        "after_destination": ("uuid", None),
+        "max_destinations": ("integer", 64),
+        "all_tenants": ("boolean", True),
+        "tenant_ids": ("uuid[]", []),
+    }
+    return _generic_plan(conn, "claim_deliveries", params)
 
 
 @pytest.mark.parametrize("waiting", [0, 50, WAITING])
