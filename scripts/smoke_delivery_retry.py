@@ -557,11 +557,14 @@ async def _drive(stack: Stack, receiver: Receiver, api_base: str, key: str) -> i
 
 
 async def _run(data_dir: Path, logs: Path) -> int:
+    tenant = f"smoke-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "COURIER_SECRET_KEY": generate_key(),
         "COURIER_ALLOW_PRIVATE_DESTINATIONS": "true",
-        "COURIER_WORKER_TENANTS": "*",
+        # Its own tenant only: on a shared database another run's tenants have secrets
+        # under another key, and a worker refuses to start with a key that cannot open them.
+        "COURIER_WORKER_TENANTS": tenant,
         "COURIER_WORKER_POLL_INTERVAL": "0.2",
         "COURIER_WORKER_LEASE_SECONDS": "5",
         "COURIER_WORKER_SHUTDOWN_GRACE_SECONDS": "2",
@@ -572,7 +575,6 @@ async def _run(data_dir: Path, logs: Path) -> int:
         env["COURIER_DATA_DIR"] = str(data_dir)
     stack = Stack(env=env, logs=logs)
     receiver = Receiver()
-    tenant = f"smoke-{uuid.uuid4().hex[:8]}"
     where = f"embedded PostgreSQL in {data_dir}" if embedded else "COURIER_DATABASE_URL"
     print(f"courier smoke: database = {where}; logs in {logs}")
     try:

@@ -17,7 +17,15 @@ from courier.crypto import SecretBox, generate_key
 from courier.destinations import create_destination
 from courier.tenancy import create_tenant
 from tests.support.asyncapi import check_database_events
-from tests.support.database import create_database, drop_database, make_template, server_url
+from tests.support.database import (
+    create_database,
+    direct,
+    direct_server_url,
+    drop_database,
+    make_template,
+    server_url,
+    with_dbname,
+)
 from tests.support.engine import DestinationFactory, Engine
 from tests.support.receiver import Receiver
 
@@ -36,28 +44,49 @@ def pg_server() -> Iterator[tuple[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def template_db(pg_server: tuple[str, Any]) -> Iterator[str]:
-    url, _ = pg_server
-    name = make_template(url)
+def pg_direct(pg_server: tuple[str, Any]) -> str:
+    """The server past any pooler: databases are created and dropped here."""
+    return direct_server_url(pg_server[0])
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_direct: str) -> Iterator[str]:
+    name = make_template(pg_direct)
     yield name
-    drop_database(url, name)
+    drop_database(pg_direct, name)
 
 
 @pytest.fixture
-def db_url(pg_server: tuple[str, Any], template_db: str) -> Iterator[str]:
+def db_url(
+    pg_server: tuple[str, Any],
+    pg_direct: str,
+    template_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[str]:
+    """A fresh database; its URL is the pooler's when the run goes through one."""
     url, _ = pg_server
     name = f"courier_t_{uuid.uuid4().hex[:12]}"
-    test_url = create_database(url, name, template=template_db)
-    yield test_url
+    direct_url = create_database(pg_direct, name, template=template_db)
+    if pg_direct != url:
+        # What courier is given through the pooler: the direct URL of this database.
+        monkeypatch.setenv("COURIER_DATABASE_DIRECT_URL", direct_url)
+    yield with_dbname(url, name)
     try:
-        check_database_events(test_url)  # every emitted event matches docs/asyncapi.yaml
+        check_database_events(direct_url)  # every emitted event matches docs/asyncapi.yaml
     finally:
-        drop_database(url, name)
+        drop_database(pg_direct, name)
 
 
 @pytest.fixture
-def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(db_url, autocommit=True) as c:
+def direct_db_url(db_url: str) -> str:
+    """The test database past any pooler."""
+    return direct(db_url)
+
+
+@pytest.fixture
+def conn(direct_db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """The test's own connection (past any pooler: it may prepare statements)."""
+    with psycopg.connect(direct_db_url, autocommit=True) as c:
         yield c
 
 

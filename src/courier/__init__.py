@@ -1,3 +1,3 @@
 """courier: durable outbound webhook delivery on PostgreSQL."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -11,12 +11,16 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 import psycopg
+from pydantic import ValidationError
 
+from courier import __version__
 from courier.crypto import SecretBox
-from courier.settings import Settings
-from courier.store.database import DatabaseUnavailable, database_url, describe_url
+from courier.serving import PortUnavailable
+from courier.settings import Settings, describe_invalid
+from courier.store.database import DatabaseUnavailable, database_url, unreachable
 from courier.store.embedded import EmbeddedPostgresError
 from courier.store.migrate import MigrationError, migrate
+from courier.store.pooler import direct_database_url
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -34,7 +38,13 @@ def clear_errors(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except (DatabaseUnavailable, EmbeddedPostgresError, MigrationError, ValueError) as exc:
+        except (
+            DatabaseUnavailable,
+            EmbeddedPostgresError,
+            MigrationError,
+            PortUnavailable,
+            ValueError,
+        ) as exc:
             _fail(str(exc))
         except psycopg.OperationalError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -44,22 +54,32 @@ def clear_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+# Settings whose flag is not the setting's name
+_FLAGS = {"serve_workers": "--workers"}
+
+
 def _settings(**overrides: Any) -> Settings:
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except Exception as exc:  # pydantic's ValidationError, made into one line
-        _fail(f"invalid settings: {exc}".splitlines()[0])
-        raise
+        return Settings(**given)
+    except ValidationError as exc:  # one line per invalid setting, naming it
+        flags = {k: _FLAGS.get(k, f"--{k.replace('_', '-')}") for k in given}
+        for line in describe_invalid(exc, flags):
+            click.echo(f"courier: {line}", err=True)
+        sys.exit(2)
+
+
+settings_from_env = _settings  # for the command modules beside this one (cli_bulk)
 
 
 def _setup_logging(settings: Settings) -> None:
     from courier.logs import configure_logging
 
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, settings.log_level.upper())
 
 
 @click.group()
-@click.version_option(package_name="courier")
+@click.version_option(__version__, prog_name="courier")
 def main() -> None:
     """courier: durable outbound webhook delivery on PostgreSQL."""
 
@@ -69,7 +89,7 @@ def main() -> None:
 def migrate_cmd() -> None:
     """Apply pending migrations (safe to run concurrently and repeatedly)."""
     settings = _settings()
-    with database_url(settings) as url:
+    with direct_database_url(settings) as url:
         applied = _migrate(url)
     click.echo(
         f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
@@ -78,9 +98,15 @@ def migrate_cmd() -> None:
 
 def _migrate(url: str) -> list[str]:
     try:
-        return migrate(url)
+        # A line as each file starts and ends (a long one shows where it is); the summary
+        # comes last, and stderr holds only an error.
+        return migrate(
+            url,
+            on_start=lambda name: click.echo(f"applying {name} ..."),
+            on_applied=lambda name, s: click.echo(f"applied {name} in {s:.2f} s"),
+        )
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"cannot reach the database at {describe_url(url)}") from exc
+        raise unreachable(url, exc) from None
 
 
 @main.group()
@@ -96,12 +122,13 @@ def tenants_create(name: str) -> None:
     from courier.tenancy import create_tenant
 
     settings = _settings()
-    with database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
+    with direct_database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
         try:
             tenant_id, key = create_tenant(conn, name)
         except psycopg.errors.UniqueViolation:
             raise ValueError(f"a tenant named {name!r} already exists") from None
     click.echo(f"tenant_id: {tenant_id}")
+    click.echo(f"key_id:    {key.id}")
     click.echo(f"api_key:   {key.key}")
     click.echo("(the API key is shown only now; store it safely)", err=True)
 
@@ -120,11 +147,29 @@ def keys_create(tenant_ref: str, name: str | None) -> None:
     from courier.tenancy import create_api_key, resolve_tenants
 
     settings = _settings()
-    with database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
+    with direct_database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
         (tenant_id,) = resolve_tenants(conn, [tenant_ref])
         key = create_api_key(conn, tenant_id, name)
     click.echo(f"key_id:  {key.id}")
     click.echo(f"api_key: {key.key}")
+
+
+@keys.command("list")
+@click.option("--tenant", "tenant_ref", required=True, help="tenant id or name")
+@clear_errors
+def keys_list(tenant_ref: str) -> None:
+    """List a tenant's API keys: id, created, revoked, prefix (never the key itself)."""
+    from courier.tenancy import list_api_keys, resolve_tenants
+
+    settings = _settings()
+    with database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
+        (tenant_id,) = resolve_tenants(conn, [tenant_ref])
+        found = list_api_keys(conn, tenant_id)
+    click.echo(f"{'KEY ID':36}  {'CREATED':25}  {'REVOKED':25}  {'PREFIX':12}  NAME")
+    for k in found:
+        revoked = k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "no"
+        created = k.created_at.isoformat(timespec="seconds")
+        click.echo(f"{k.id!s:36}  {created:25}  {revoked:25}  {k.prefix:12}  {k.name or ''}")
 
 
 @keys.command("revoke")
@@ -139,7 +184,7 @@ def keys_revoke(key_id: str) -> None:
     except ValueError:
         raise ValueError(f"not a key id: {key_id!r}") from None
     settings = _settings()
-    with database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
+    with direct_database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
         if not revoke_api_key(conn, parsed):
             raise ValueError(f"no active key with id {key_id}")
     click.echo(f"revoked {key_id}")
@@ -155,6 +200,14 @@ def _secret_box(settings: Settings, needed_for: str) -> SecretBox:
 @main.group()
 def secrets() -> None:
     """Destination signing secrets, encrypted at rest under COURIER_SECRET_KEY."""
+
+
+@secrets.command("generate-key")
+def secrets_generate_key() -> None:
+    """Print a fresh COURIER_SECRET_KEY value (to start with, or to rotate to)."""
+    from courier.crypto import generate_key
+
+    click.echo(generate_key())
 
 
 @secrets.command("rekey")
@@ -176,8 +229,16 @@ def secrets_rekey(batch_size: int) -> None:
 
     settings = _settings()
     box = _secret_box(settings, "it holds the keys to re-encrypt with")
-    with database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
-        result = rekey_secrets(conn, box, batch_size=batch_size)
+    with direct_database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
+        result = rekey_secrets(
+            conn,
+            box,
+            batch_size=batch_size,
+            on_batch=lambda r: click.echo(
+                f"rekey: {r.destinations} destination(s) scanned, "
+                f"{r.rekeyed_destinations} rewritten"
+            ),
+        )
     click.echo(
         f"destinations: {result.destinations} scanned, {result.rekeyed_destinations} rewritten "
         f"({result.batches} batch(es))"
@@ -201,13 +262,14 @@ def maintenance() -> None:
 @maintenance.command("run-once")
 @click.option(
     "--only",
-    type=click.Choice(["health", "cleaner"]),
+    type=click.Choice(["health", "cleaner", "partitions"]),
     default=None,
-    help="run one service (default: both)",
+    help="run one service (default: all)",
 )
 @clear_errors
 def maintenance_run_once(only: str | None) -> None:
-    """One pass of the health service and the retention cleaner; prints what each did.
+    """One pass of the health service, the history partitions and the retention cleaner;
+    prints what each did.
 
     Safe to run from cron on many machines: each service runs at most once at a time.
     """
@@ -215,9 +277,10 @@ def maintenance_run_once(only: str | None) -> None:
 
     from courier.worker.cleaner import Cleaner, CleanerConfig
     from courier.worker.health import HealthConfig, HealthService
+    from courier.worker.partitions import HistoryPartitions
 
     settings = _settings()
-    with database_url(settings) as url:
+    with direct_database_url(settings) as url:
         if only in (None, "health"):
             health = asyncio.run(
                 HealthService(url, HealthConfig.from_settings(settings)).run_once()
@@ -229,11 +292,20 @@ def maintenance_run_once(only: str | None) -> None:
                 if health.ran
                 else "health: another run holds the lock; skipped"
             )
+        if only in (None, "partitions"):
+            made = asyncio.run(HistoryPartitions(url).run_once())
+            click.echo(
+                f"partitions: created {len(made.created)}"
+                f"{': ' + ', '.join(made.created) if made.created else ''}"
+                if made.ran
+                else "partitions: another run holds the lock; skipped"
+            )
         if only in (None, "cleaner"):
             cleaned = asyncio.run(Cleaner(url, CleanerConfig.from_settings(settings)).run_once())
             counts = ", ".join(f"{n} {kind}" for kind, n in cleaned.deleted.items())
+            dropped = f"; dropped {', '.join(cleaned.dropped)}" if cleaned.dropped else ""
             click.echo(
-                f"cleaner: deleted {counts}"
+                f"cleaner: deleted {counts}{dropped}"
                 if cleaned.ran
                 else "cleaner: another run holds the lock; skipped"
             )
@@ -243,41 +315,86 @@ def maintenance_run_once(only: str | None) -> None:
 @clear_errors
 def worker_cmd() -> None:
     """Run one delivery worker (COURIER_WORKER_* settings)."""
-    from courier.worker.runner import WorkerConfigError, run_worker
+    from courier.worker.runner import START_WAIT_S, WorkerConfigError, run_worker
+    from courier.worker.worker import LoopDied
 
     settings = _settings()
     _setup_logging(settings)
     settings.worker_tenant_refs()  # refuse early, before touching the database
     _secret_box(settings, "the worker needs it to decrypt signing secrets")
-    with database_url(settings) as url:
+    with database_url(settings, wait_s=START_WAIT_S) as url:
         try:
             run_worker(settings, url)
         except WorkerConfigError as exc:
             raise ValueError(str(exc)) from None
+        except LoopDied as exc:
+            # Exit non-zero (not 2, a configuration error) so a supervisor restarts us.
+            click.echo(f"courier: worker stopped: a loop ended unexpectedly: {exc}", err=True)
+            sys.exit(1)
 
 
 @main.command("serve")
 @click.option("--host", default=None, help="listen address (default 127.0.0.1)")
 @click.option("--port", type=int, default=None, help="listen port (default 8080)")
+@click.option(
+    "--workers",
+    default=None,
+    help="processes serving on the one port (default COURIER_SERVE_WORKERS, else one per "
+    "usable core, at most 8)",
+)
 @clear_errors
-def serve_cmd(host: str | None, port: int | None) -> None:
+def serve_cmd(host: str | None, port: int | None, workers: str | None) -> None:
     """Run the HTTP API and console."""
-    settings = _settings(host=host, port=port)
+    settings = _settings(host=host, port=port, serve_workers=workers)
     _setup_logging(settings)
     _secret_box(settings, "the API needs it to encrypt signing secrets")
     with database_url(settings) as url:
-        _serve(settings, url)
+        code = _serve(settings, url)
+    if code:
+        sys.exit(code)
 
 
-def _serve(settings: Settings, url: str) -> None:
+def _serve(settings: Settings, url: str) -> int:
+    """Serve until SIGTERM or SIGINT; the exit code."""
+    import logging
+
+    from courier.serving import default_workers, listen, supervise
+
+    sock = listen(settings.host, settings.port)
+    workers = settings.serve_workers or default_workers()
+    # Imported before any fork, so each worker starts from the modules already loaded.
+    import uvicorn  # noqa: F401
+
+    import courier.asgi  # noqa: F401
+
+    if workers == 1:
+        _serve_one(settings, url, sock, announce=True)
+        return 0
+    host, port = sock.getsockname()[:2]
+    log = logging.getLogger("courier.serve")
+
+    def started() -> None:
+        # The socket already listens: connections wait in its backlog for a worker.
+        click.echo(f"courier serve: listening on http://{_url_host(host)}:{port}")
+        log.info("serving with %d worker processes", workers)
+
+    return supervise(workers, lambda: _serve_one(settings, url, sock, announce=False), log, started)
+
+
+def _serve_one(settings: Settings, url: str, sock: Any, *, announce: bool) -> None:
     import asyncio
 
     import uvicorn
 
-    from courier.api.app import create_app
+    from courier.asgi import create_app
+    from courier.serving import uvicorn_logging, wait_started
 
     config = uvicorn.Config(
-        create_app(settings, url), host=settings.host, port=settings.port, log_level="warning"
+        create_app(settings, url),
+        host=settings.host,
+        port=settings.port,
+        **uvicorn_logging(settings.log_level),
+        proxy_headers=False,  # the app applies COURIER_FORWARDED_ALLOW_IPS itself
     )
     server = uvicorn.Server(config)
 
@@ -288,7 +405,11 @@ def _serve(settings: Settings, url: str) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-        await server.serve()
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        if await wait_started(server, task) and announce:
+            host, port = sock.getsockname()[:2]
+            click.echo(f"courier serve: listening on http://{_url_host(host)}:{port}")
+        await task
 
     try:
         import uvloop
@@ -296,6 +417,10 @@ def _serve(settings: Settings, url: str) -> None:
         uvloop.run(serve())
     except ImportError:  # pragma: no cover
         asyncio.run(serve())
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 @main.command("up")
@@ -314,6 +439,9 @@ def up_cmd(host: str | None, port: int | None, demo: bool) -> None:
     settings = _settings(host=host, port=port)
     run_up(settings, demo=demo)
 
+
+# Registers `replay` and `recover` on `main`; imported last, as it imports from here.
+from courier import cli_bulk  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,9 +1,9 @@
-"""Destinations: create with a fresh signing secret (encrypted at rest), enable, delete."""
+"""Destinations: create with a fresh signing secret (encrypted at rest)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,9 +12,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from courier.crypto import SecretBox
+from courier.destination_options import split_options
+from courier.kinds import address, split_config
 from courier.signing import generate_secret
-from courier.store.queries import query
-from courier.store.rows import fetch_one_sync
+from courier.store.destinations import insert_destination
 
 
 def secret_entry(box: SecretBox, secret: str, expires_at: datetime | None = None) -> dict[str, Any]:
@@ -43,9 +44,26 @@ def create_destination(
     ordering: str = "unordered",
     rate_limit_per_second: float | None = None,
     secret: str | None = None,
+    kind: str = "webhook",
+    config: Mapping[str, Any] | None = None,
+    filter: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    payload_format: str = "raw",
+    capture_response_body: bool = False,
 ) -> tuple[dict[str, Any], str]:
-    """Returns the stored row and the plaintext signing secret (shown to the caller once)."""
+    """Returns the stored row and the plaintext signing secret (shown to the caller once).
+
+    For a broker kind, `config` is already valid (the API validates what tenants send);
+    its secret fields are encrypted here and `url` is stored as the display address;
+    `filter` too is already valid (courier.filters).
+    `options` (`headers`, `auth`, `tls_client_certificate`, `tls_ca_certificate`) is
+    trusted the same way; its secret values are encrypted here.
+    """
     secret = secret or generate_secret()
+    shown, hidden = split_config(config or {})
+    shown_options, hidden_options = split_options(options or {})
+    if kind != "webhook":
+        url = address(kind, shown, hidden) or url
     params = {
         "tenant_id": tenant_id,
         "name": name,
@@ -61,25 +79,19 @@ def create_destination(
         "ordering": ordering,
         "rate_limit_per_second": rate_limit_per_second,
         "signing_secrets": Jsonb([secret_entry(box, secret)], dumps=_dumps),
+        "kind": kind,
+        "config": Jsonb(shown, dumps=_dumps),
+        "config_secrets": Jsonb({k: box.encrypt(v) for k, v in hidden.items()}, dumps=_dumps),
+        "filter": Jsonb(filter, dumps=_dumps) if filter else None,
+        "options": Jsonb(shown_options, dumps=_dumps),
+        "option_secrets": Jsonb(
+            {k: box.encrypt(v) for k, v in hidden_options.items()}, dumps=_dumps
+        ),
+        "payload_format": payload_format,
+        "capture_response_body": capture_response_body,
         "actor": None,  # no audit record (the API's create writes one)
     }
-    row = fetch_one_sync(conn, "api_create_destination", params)
-    assert row is not None
-    return row, secret
-
-
-def set_enabled(
-    conn: psycopg.Connection[Any], tenant_id: uuid.UUID, destination_id: uuid.UUID, enabled: bool
-) -> bool:
-    params = {"tenant_id": tenant_id, "id": destination_id, "enabled": enabled}
-    return conn.execute(query("set_destination_enabled"), params).fetchone() is not None
-
-
-def soft_delete(
-    conn: psycopg.Connection[Any], tenant_id: uuid.UUID, destination_id: uuid.UUID
-) -> bool:
-    params = {"tenant_id": tenant_id, "id": destination_id}
-    return conn.execute(query("soft_delete_destination"), params).fetchone() is not None
+    return insert_destination(conn, params), secret
 
 
 def _dumps(value: Any) -> str:

@@ -12,7 +12,12 @@ from typing import Any, TextIO
 
 import orjson
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+# uvicorn adds `color_message` (its message with terminal colours) to every record.
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -54,7 +59,16 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = record.exc_info[0].__name__
+            entry["traceback"] = _traceback(self, record)
         return orjson.dumps(entry, default=str).decode("utf-8")
+
+
+def _traceback(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    """The record's traceback, redacted: exception texts can carry URLs, tokens, keys."""
+    from courier.redact import redact
+
+    assert record.exc_info is not None
+    return redact(formatter.formatException(record.exc_info))
 
 
 class HumanFormatter(logging.Formatter):
@@ -62,6 +76,11 @@ class HumanFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def formatException(self, ei: Any) -> str:
+        from courier.redact import redact
+
+        return redact(super().formatException(ei))
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -125,7 +144,7 @@ def batched_log_lines() -> Iterator[None]:
             handler.write_held_lines()
 
 
-def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
+def configure_logging(fmt: str = "json", level: int | str = logging.INFO) -> None:
     handler = BatchingStreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

@@ -1,12 +1,18 @@
-"""Prometheus metrics (CONTRACT section 6). One registry per process part, no globals.
+"""Prometheus metrics. One registry per process part, no globals.
 
 Labels are bounded: outcomes and states, and destination ids up to a fixed number per
 process (the rest count as `other`); never delivery, event or tenant ids.
+
+A process exports the families of the parts it runs: a worker its delivery families,
+the API its stream families, both the queue gauges. A family of a part the process does
+not run still exists (code may touch it) but is in no registry, so it is never exported
+as a zero that looks like a measurement. `courier up` runs both parts on one registry.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import disable_created_metrics as _disable_created
 
 ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)  # seconds
 DESTINATION_LABEL_LIMIT = 500  # distinct destination_id label values per process
@@ -15,30 +21,52 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 1800, 3
 
 
 class CourierMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, worker: bool = True, api: bool = True
+    ) -> None:
+        # `*_created` series (a timestamp per counter and histogram) double the samples
+        # and no dashboard of ours reads them. The switch is process-wide.
+        _disable_created()  # type: ignore[no-untyped-call]
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        w = self.registry if worker else None  # the worker's families
+        a = self.registry if api else None  # the API's families
+        r = self.registry  # both
         self.deliveries_total = Counter(
             "courier_deliveries_total",
             "Deliveries that reached a terminal state, by outcome",
             ["outcome"],
-            registry=r,
+            registry=w,
         )
         self.attempts_total = Counter(
-            "courier_attempts_total", "Delivery attempts, by outcome", ["outcome"], registry=r
+            "courier_attempts_total", "Delivery attempts, by outcome", ["outcome"], registry=w
         )
         self.retries_scheduled_total = Counter(
-            "courier_retries_scheduled_total", "Retries scheduled", registry=r
+            "courier_retries_scheduled_total", "Retries scheduled", registry=w
         )
         self.dead_letters_total = Counter(
-            "courier_dead_letters_total", "Deliveries dead-lettered", registry=r
+            "courier_dead_letters_total", "Deliveries dead-lettered", registry=w
         )
         self.destination_attempts_total = Counter(
             "courier_destination_attempts_total",
             "Delivery attempts by destination and outcome (at most "
             f"{DESTINATION_LABEL_LIMIT} destinations per process; the rest count as `other`)",
             ["destination_id", "outcome"],
-            registry=r,
+            registry=w,
+        )
+        # Broker kinds (not the webhook, whose series above stay as they were) also count
+        # by kind: the families above cannot take a label only some of their series have.
+        self.kind_attempts_total = Counter(
+            "courier_kind_attempts_total",
+            "Delivery attempts through adapters other than the webhook, by kind and outcome",
+            ["kind", "outcome"],
+            registry=w,
+        )
+        self.kind_attempt_duration_seconds = Histogram(
+            "courier_kind_attempt_duration_seconds",
+            "Duration of one delivery attempt through an adapter other than the webhook",
+            ["kind"],
+            buckets=ATTEMPT_BUCKETS,
+            registry=w,
         )
         self._destination_labels: set[str] = set()
         # labels() costs a lock and a lookup per call; a worker calls it per attempt, so
@@ -47,12 +75,18 @@ class CourierMetrics:
         self.stale_completions_total = Counter(
             "courier_stale_completions_total",
             "Completions dropped because another worker had taken the lease over",
+            registry=w,
+        )
+        self.secret_decrypt_failures_total = Counter(
+            "courier_secret_decrypt_failures_total",
+            "Claimed deliveries handed back unattempted: their destination's signing "
+            "secret does not decrypt with COURIER_SECRET_KEY",
             registry=r,
         )
         self.database_errors_total = Counter(
             "courier_worker_database_errors_total",
             "Database errors the worker recovered from",
-            registry=r,
+            registry=w,
         )
         self.queue_depth = Gauge(
             "courier_queue_depth", "Deliveries by non-terminal state", ["state"], registry=r
@@ -63,29 +97,29 @@ class CourierMetrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "courier_worker_in_flight", "Deliveries this worker holds", registry=r
+            "courier_worker_in_flight", "Deliveries this worker holds", registry=w
         )
         self.stream_clients = Gauge(
             "courier_stream_clients",
             "Clients connected to the lifecycle-event stream (SSE)",
-            registry=r,
+            registry=a,
         )
         self.stream_clients_dropped_total = Counter(
             "courier_stream_clients_dropped_total",
             "Stream clients dropped because they did not keep up",
-            registry=r,
+            registry=a,
         )
         self.attempt_duration_seconds = Histogram(
             "courier_attempt_duration_seconds",
             "Duration of one delivery attempt",
             buckets=ATTEMPT_BUCKETS,
-            registry=r,
+            registry=w,
         )
         self.delivery_latency_seconds = Histogram(
             "courier_delivery_latency_seconds",
             "Time from delivery created to delivered",
             buckets=LATENCY_BUCKETS,
-            registry=r,
+            registry=w,
         )
 
     def _destination_label(self, destination_id: object) -> str:
@@ -97,7 +131,9 @@ class CourierMetrics:
             self._destination_labels.add(label)
         return label
 
-    def attempt(self, destination_id: object, outcome: str, duration_s: float) -> None:
+    def attempt(
+        self, destination_id: object, outcome: str, duration_s: float, kind: str = "webhook"
+    ) -> None:
         """One finished attempt: its outcome, its destination's count and its duration."""
         key = (destination_id, outcome)
         children = self._attempt_children.get(key)
@@ -112,3 +148,6 @@ class CourierMetrics:
         children[0].inc()
         children[1].inc()
         self.attempt_duration_seconds.observe(duration_s)
+        if kind != "webhook":  # a handful of kinds: the label stays bounded
+            self.kind_attempts_total.labels(kind, outcome).inc()
+            self.kind_attempt_duration_seconds.labels(kind).observe(duration_s)

@@ -22,6 +22,7 @@ import psycopg
 
 from courier.metrics import CourierMetrics
 from courier.redact import summarize
+from courier.store.pooler import local_settings
 from courier.store.stats import QueueStats, read_queue_stats
 
 logger = logging.getLogger("courier.metrics")
@@ -41,18 +42,31 @@ class QueueStatsCollector:
         self.config = config
         self.metrics = metrics
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        # One refresh at a time: the ticker's and a direct call (start-up, tests) share
+        # the connection, and its per-transaction settings are sent as one pipeline.
+        self._lock = asyncio.Lock()
 
     async def run_once(self) -> QueueStats:
         """Read the queue once and set the gauges; returns what it read."""
+        async with self._lock:
+            return await self._refresh()
+
+    async def _refresh(self) -> QueueStats:
         if self._conn is None or self._conn.closed:
+            # Nothing kept in the session, so the URL may be a transaction-mode pooler's:
+            # no prepared statement (one query every few seconds gains nothing from one)
+            # and the timeout set per transaction rather than in the startup packet.
             self._conn = await psycopg.AsyncConnection.connect(
                 self.config.database_url,
                 autocommit=True,
                 application_name="courier-queue-stats",
-                options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                prepare_threshold=None,
             )
         try:
-            stats = await read_queue_stats(self._conn)
+            async with local_settings(
+                self._conn, [("statement_timeout", str(STATEMENT_TIMEOUT_MS))]
+            ):
+                stats = await read_queue_stats(self._conn)
         except (psycopg.Error, OSError):
             await self.close()
             raise

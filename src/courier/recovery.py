@@ -19,17 +19,12 @@ from typing import Any
 import orjson
 import psycopg
 
-from courier.store.rows import fetch_one
+# Raised here; defined once in courier.errors and importable from here too.
+from courier.errors import DestinationDisabled as DestinationDisabled
+from courier.errors import DestinationNotFound as DestinationNotFound
+from courier.store import operations as store
 
 MAX_RECOVER = 10_000  # deliveries made by one call at most
-
-
-class DestinationNotFound(Exception):
-    pass
-
-
-class DestinationDisabled(Exception):
-    """Recovery writes only for an enabled destination (a dry run works either way)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +60,7 @@ async def outage(
         "since": since,
         "until": until,
     }
-    row = await fetch_one(conn, "destination_outage", params)
+    row = await store.destination_outage(conn, params)
     if row is None:
         return None
     return Outage(since, int(row["missed_events"]), int(row["disabled_failures"]))
@@ -100,7 +95,7 @@ async def recover_destination(
         "limit": limit,
         "filter": orjson.dumps(filter_doc).decode("utf-8"),
     }
-    row = await fetch_one(conn, "recover_destination", params)
+    row = await store.recover_destination(conn, params)
     if row is None:
         raise DestinationNotFound(str(destination_id))
     if not row["enabled"] and not dry_run:

@@ -1,10 +1,12 @@
 """Replay: a terminal delivery is never reopened; a new delivery with `replay_of` is made.
 
-    ReplayError
-    ├── NotFound          no such delivery for this tenant (another tenant's id included)
-    ├── NotReplayable     not terminal yet, or its destination is deleted or disabled
-    ├── KeyReused         the Idempotency-Key was used to replay another delivery
-    └── InvalidCursor     a cursor this module did not issue
+    CourierError (courier.errors)
+    ├── NotFound             courier.errors.DeliveryNotFound: no such delivery for this
+    │                        tenant (another tenant's id included)
+    ├── InvalidCursor        courier.errors.InvalidCursor: a cursor this module did not issue
+    └── ReplayError
+        ├── NotReplayable    not terminal yet, or its destination is deleted or disabled
+        └── KeyReused        the Idempotency-Key was used to replay another delivery
 
 `replay_delivery` replays one delivery (delivered, failed or dead_lettered): the new
 pending delivery, its `delivery.replayed` lifecycle event, an audit record and the
@@ -19,8 +21,6 @@ Both are called by the HTTP API and by the operator console.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,25 +29,21 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.rows import dict_row
 
-from courier.store.queries import query
-from courier.store.rows import fetch_one
+from courier.errors import CourierError, DeliveryNotFound
 
-REPLAYABLE_STATES = ("delivered", "failed", "dead_lettered")
-BULK_STATES = ("dead_lettered", "failed")
+# Raised here; defined once in courier.errors and importable from here too.
+from courier.errors import InvalidCursor as InvalidCursor
+from courier.states import BULK_REPLAY_STATES, REPLAYABLE_STATES
+from courier.store import operations as store
+
+BULK_STATES = BULK_REPLAY_STATES
+NotFound = DeliveryNotFound  # raised here; defined once in courier.errors
 MAX_BULK = 10_000  # deliveries replayed by one bulk call at most
-_CURSOR_PREFIX = "r:"
 
 
-class ReplayError(Exception):
+class ReplayError(CourierError):
     pass
-
-
-class NotFound(ReplayError):
-    def __init__(self, delivery_id: uuid.UUID) -> None:
-        super().__init__(f"no delivery {delivery_id}")
-        self.delivery_id = delivery_id
 
 
 class NotReplayable(ReplayError):
@@ -69,11 +65,6 @@ class KeyReused(ReplayError):
         self.replay_of = replay_of
 
 
-class InvalidCursor(ReplayError, ValueError):
-    def __init__(self) -> None:
-        super().__init__("not a cursor this API issued")
-
-
 @dataclass(frozen=True, slots=True)
 class ReplayResult:
     delivery: dict[str, Any]  # the new delivery's row
@@ -90,21 +81,20 @@ class BulkReplayResult:
 
 
 def encode_cursor(last_id: uuid.UUID) -> str:
-    text = _CURSOR_PREFIX + last_id.hex
-    return base64.urlsafe_b64encode(text.encode("ascii")).decode("ascii").rstrip("=")
+    """The cursor after a delivery: its id as text (the API documents its exact pattern)."""
+    return str(last_id)
 
 
 def decode_cursor(cursor: str | None) -> uuid.UUID | None:
     if cursor is None:
         return None
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        text = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
-        if not text.startswith(_CURSOR_PREFIX):
-            raise ValueError(text)
-        return uuid.UUID(hex=text[len(_CURSOR_PREFIX) :])
-    except (UnicodeError, binascii.Error, ValueError):
+        after = uuid.UUID(cursor)
+    except ValueError:
         raise InvalidCursor() from None
+    if str(after) != cursor.lower():  # only the hyphenated form, as encode_cursor writes it
+        raise InvalidCursor()
+    return after
 
 
 def _row_from_json(value: dict[str, Any]) -> dict[str, Any]:
@@ -142,28 +132,25 @@ async def replay_delivery(
         "idempotency_key": idempotency_key,
     }
     state = "unknown"
-    async with conn.cursor(row_factory=dict_row) as cur:
-        for _ in range(2):
-            await cur.execute(query("replay_delivery"), params)
-            row = await cur.fetchone()
-            if row is None:
-                raise NotFound(delivery_id)
-            if row["delivery"] is not None:
-                return ReplayResult(_row_from_json(row["delivery"]), created=True)
-            state = row["original_state"]
-            if state not in REPLAYABLE_STATES:
-                raise NotReplayable(state)
-            if idempotency_key is None:
-                raise NotReplayable(state, "destination_unavailable")
-            await cur.execute(query("replay_by_key"), params)
-            earlier = await cur.fetchone()
-            if earlier is not None:
-                if earlier["replay_of"] != delivery_id:
-                    raise KeyReused(earlier["replay_of"])
-                return ReplayResult(earlier, created=False)
-            if not row["destination_usable"]:
-                raise NotReplayable(state, "destination_unavailable")
-            # the key's first holder rolled back after we waited on it: try once more
+    for _ in range(2):
+        row = await store.replay_attempt(conn, params)
+        if row is None:
+            raise DeliveryNotFound(delivery_id)
+        if row["delivery"] is not None:
+            return ReplayResult(_row_from_json(row["delivery"]), created=True)
+        state = row["original_state"]
+        if state not in REPLAYABLE_STATES:
+            raise NotReplayable(state)
+        if idempotency_key is None:
+            raise NotReplayable(state, "destination_unavailable")
+        earlier = await store.replay_by_key(conn, params)
+        if earlier is not None:
+            if earlier["replay_of"] != delivery_id:
+                raise KeyReused(earlier["replay_of"])
+            return ReplayResult(earlier, created=False)
+        if not row["destination_usable"]:
+            raise NotReplayable(state, "destination_unavailable")
+        # the key's first holder rolled back after we waited on it: try once more
     raise NotReplayable(state, "destination_unavailable")  # pragma: no cover
 
 
@@ -218,8 +205,7 @@ async def replay_dead_letters(
         "dry_run": dry_run,
         "filter": _dumps(filter_doc),
     }
-    row = await fetch_one(conn, "replay_dead_letters", params)
-    assert row is not None
+    row = await store.replay_selected(conn, params)
     ids: list[uuid.UUID] = list(row["delivery_ids"])
     next_cursor = encode_cursor(row["last_id"]) if row["more"] and row["last_id"] else None
     return BulkReplayResult(

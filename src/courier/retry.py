@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
+from courier.states import DecisionState, ResultOutcome
+
 __all__ = [
     "RETRYABLE_STATUSES",
     "Decision",
@@ -34,8 +36,8 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429})
 _MAX_DELTA_SECONDS = 2**31
 
 StatusClass = Literal["success", "retryable", "permanent"]
-DeliveryDecisionState = Literal["delivered", "retry_scheduled", "failed", "dead_lettered"]
-Outcome = Literal["succeeded", "retryable_failure", "permanent_failure"]
+DeliveryDecisionState = DecisionState
+Outcome = ResultOutcome
 
 
 def classify_status(status: int) -> StatusClass:

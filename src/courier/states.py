@@ -1,4 +1,7 @@
-"""Delivery states and the transitions between them (CONTRACT section 2).
+"""Delivery states, attempt outcomes and the transitions between states: the one vocabulary.
+
+Every other module takes its names from here (the API's schemas, the retry policy, the
+adapter seam, the console).
 
     pending ──claim──▶ delivering ──2xx──────────────────────────▶ delivered
     retry_scheduled ─claim (due)─▶ delivering ──retryable, budget left──▶ retry_scheduled
@@ -16,6 +19,9 @@ changes nothing.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal, get_args
+
+from courier.errors import CourierError
 
 
 class DeliveryState(StrEnum):
@@ -33,6 +39,24 @@ class AttemptOutcome(StrEnum):
     PERMANENT_FAILURE = "permanent_failure"
     ABANDONED = "abandoned"
 
+
+# The same names as types, for pydantic models and for mypy.
+StateName = Literal[
+    "pending", "delivering", "delivered", "retry_scheduled", "failed", "dead_lettered"
+]
+OutcomeName = Literal["succeeded", "retryable_failure", "permanent_failure", "abandoned"]
+# What an adapter can report for an attempt (abandoned is recorded only by a reclaim).
+ResultOutcome = Literal["succeeded", "retryable_failure", "permanent_failure"]
+# Where a finished attempt leaves its delivery.
+DecisionState = Literal["delivered", "retry_scheduled", "failed", "dead_lettered"]
+# States an operator may replay a delivery from; and those a bulk replay selects.
+ReplayableState = Literal["delivered", "failed", "dead_lettered"]
+BulkReplayState = Literal["dead_lettered", "failed"]
+
+STATE_NAMES: tuple[StateName, ...] = get_args(StateName)
+OUTCOME_NAMES: tuple[OutcomeName, ...] = get_args(OutcomeName)
+REPLAYABLE_STATES: tuple[ReplayableState, ...] = get_args(ReplayableState)
+BULK_REPLAY_STATES: tuple[BulkReplayState, ...] = get_args(BulkReplayState)
 
 S = DeliveryState
 
@@ -53,7 +77,7 @@ TRANSITIONS: dict[tuple[DeliveryState, DeliveryState], str] = {
 }
 
 
-class IllegalTransition(ValueError):
+class IllegalTransition(CourierError, ValueError):
     def __init__(self, source: DeliveryState | str, target: DeliveryState | str) -> None:
         super().__init__(f"illegal delivery transition {source} -> {target}")
         self.source = source

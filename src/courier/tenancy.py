@@ -10,12 +10,12 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from courier.store.queries import query
-from courier.store.rows import fetch_one_sync
+from courier.store import tenants as store
 
 KEY_PREFIX = "ck_"
 
@@ -49,9 +49,7 @@ def new_key(tenant_id: uuid.UUID) -> str:
 
 
 def create_tenant(conn: psycopg.Connection[Any], name: str) -> tuple[uuid.UUID, IssuedKey]:
-    row = fetch_one_sync(conn, "create_tenant", {"name": name})
-    assert row is not None
-    tenant_id: uuid.UUID = row["id"]
+    tenant_id = store.insert_tenant(conn, name)
     return tenant_id, create_api_key(conn, tenant_id, name="initial")
 
 
@@ -60,26 +58,34 @@ def create_api_key(
 ) -> IssuedKey:
     key = new_key(tenant_id)
     key_id = uuid.uuid4()
-    conn.execute(
-        query("create_api_key"),
-        {
-            "tenant_id": tenant_id,
-            "id": key_id,
-            "key_hash": hash_key(key),
-            "prefix": key[:12],
-            "name": name,
-        },
+    store.insert_api_key(
+        conn, tenant_id=tenant_id, key_id=key_id, key_hash=hash_key(key), prefix=key[:12], name=name
     )
     return IssuedKey(key_id, tenant_id, key)
 
 
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What may be shown about a key: never the key or its hash."""
+
+    id: uuid.UUID
+    name: str | None
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def list_api_keys(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> list[KeyInfo]:
+    return [KeyInfo(*row) for row in store.api_keys(conn, tenant_id)]
+
+
 def revoke_api_key(conn: psycopg.Connection[Any], key_id: uuid.UUID) -> bool:
-    return conn.execute(query("revoke_api_key"), {"id": key_id}).fetchone() is not None
+    return store.revoke_api_key(conn, key_id)
 
 
 def resolve_tenants(conn: psycopg.Connection[Any], refs: list[str]) -> list[uuid.UUID]:
     """Map tenant ids or names to ids; raises ValueError naming any that do not exist."""
-    rows = conn.execute(query("tenant_ids_by_id_or_name"), {"refs": refs}).fetchall()
+    rows = store.tenants_by_ref(conn, refs)
     known = {str(r[0]) for r in rows} | {str(r[1]) for r in rows}
     missing = [r for r in refs if r not in known]
     if missing:

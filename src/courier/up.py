@@ -12,15 +12,19 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 
 import click
 import psycopg
 
 from courier.crypto import generate_key
 from courier.logs import configure_logging
+from courier.metrics import CourierMetrics
+from courier.serving import listen, uvicorn_logging
 from courier.settings import Settings
 from courier.store.database import database_url
 from courier.store.migrate import migrate
+from courier.store.pooler import direct_url
 from courier.tenancy import create_api_key, create_tenant, resolve_tenants
 
 DEFAULT_TENANT = "default"
@@ -65,10 +69,14 @@ def run_up(settings: Settings, demo: bool = False) -> None:
     settings = settings.model_copy(
         update={"allow_private_destinations": True, "worker_tenants": "*", "log_format": "human"}
     )
-    configure_logging("human")
+    configure_logging("human", settings.log_level.upper())
+    # The port is taken before anything says courier is up: a busy one is one clear line.
+    sock = listen(settings.host, settings.port)
     with database_url(settings) as url:
-        applied = migrate(url)
-        key = _api_key(url) if not demo else _demo_key(url)
+        direct = direct_url(settings, url)  # migrations hold a session lock
+        applied = migrate(direct)
+        _verify_secret_key(settings, direct)
+        key = _api_key(direct) if not demo else _demo_key(direct)
         base = f"http://{settings.host}:{settings.port}"
         click.echo(
             "\n".join(
@@ -86,7 +94,16 @@ def run_up(settings: Settings, demo: bool = False) -> None:
                 ]
             )
         )
-        _run(settings, url, demo)
+        _run(settings, url, sock, demo)
+
+
+def _verify_secret_key(settings: Settings, url: str) -> None:
+    """The worker serves every tenant: its key must open their secrets (one line if not)."""
+    from courier.crypto import SecretBox
+    from courier.worker.runner import verify_secret_key
+
+    assert settings.secret_key is not None
+    verify_secret_key(url, SecretBox(settings.secret_key.get_secret_value()), None)
 
 
 def _demo_key(url: str) -> str:
@@ -95,19 +112,21 @@ def _demo_key(url: str) -> str:
     return demo_tenant_key(url)
 
 
-def _run(settings: Settings, url: str, demo: bool = False) -> None:
+def _run(settings: Settings, url: str, sock: socket.socket, demo: bool = False) -> None:
     try:
         import uvloop
 
-        uvloop.run(_serve_and_work(settings, url, demo))
+        uvloop.run(_serve_and_work(settings, url, sock, demo))
     except ImportError:  # pragma: no cover
-        asyncio.run(_serve_and_work(settings, url, demo))
+        asyncio.run(_serve_and_work(settings, url, sock, demo))
 
 
-async def _serve_and_work(settings: Settings, url: str, demo: bool = False) -> None:
+async def _serve_and_work(
+    settings: Settings, url: str, sock: socket.socket, demo: bool = False
+) -> None:
     import uvicorn
 
-    from courier.api.app import create_app
+    from courier.asgi import create_app
     from courier.worker.runner import build_worker
 
     stop = asyncio.Event()
@@ -121,14 +140,22 @@ async def _serve_and_work(settings: Settings, url: str, demo: bool = False) -> N
         from courier.crypto import SecretBox
 
         assert settings.secret_key is not None
-        demo_receiver = await start_demo(url, SecretBox(settings.secret_key.get_secret_value()))
-    worker = build_worker(settings, url)
+        demo_receiver = await start_demo(
+            direct_url(settings, url), SecretBox(settings.secret_key.get_secret_value())
+        )
+    # One registry for both parts: the API's /metrics shows the in-process worker's work.
+    metrics = CourierMetrics()
+    worker = build_worker(settings, url, metrics)
     config = uvicorn.Config(
-        create_app(settings, url), host=settings.host, port=settings.port, log_level="warning"
+        create_app(settings, url, metrics),
+        host=settings.host,
+        port=settings.port,
+        **uvicorn_logging(settings.log_level),
+        proxy_headers=False,  # the app applies COURIER_FORWARDED_ALLOW_IPS itself
     )
     server = uvicorn.Server(config)
     worker_task = asyncio.create_task(worker.run(stop))
-    server_task = asyncio.create_task(server.serve())
+    server_task = asyncio.create_task(server.serve(sockets=[sock]))
     # uvicorn takes SIGINT/SIGTERM while it serves; either way, both parts stop together.
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({server_task, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -101,4 +101,8 @@ async def test_up_prints_a_working_key_and_delivers(
         assert state["state"] == "delivered"
         (hit,) = rx.hits("/hook")
         Webhook(secret).verify(hit.body, hit.headers)
+        # The API's /metrics shows the in-process worker's counts (one registry for both).
+        scraped = (await client.get("/metrics")).text
+        assert 'courier_deliveries_total{outcome="delivered"} 1.0' in scraped
+        assert "_created" not in scraped
     assert proc.poll() is None  # still running until the fixture stops it

@@ -18,6 +18,7 @@ from courier.enqueue import enqueue_event
 from courier.store import deliveries as store
 from courier.store.deliveries import Completion
 from tests.conftest import DestinationFactory
+from tests.support.database import direct
 from tests.support.engine import (
     Engine,
     attempts,
@@ -128,7 +129,7 @@ async def test_stale_worker_cannot_overwrite_new_owner(
 ) -> None:
     make_destination("http://127.0.0.1:9/")
     (d,) = enqueue_event(conn, tenant, "t", {}).deliveries
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+    async with await psycopg.AsyncConnection.connect(direct(db_url), autocommit=True) as aconn:
         (mine,) = await store.claim_deliveries(
             aconn, worker_id="stale", limit=10, lease_seconds=0.05, tenant_ids=None
         )
@@ -243,7 +244,7 @@ async def test_full_restart_continues_scheduled_retries(
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 30) == 0
-    with psycopg.connect(engine.db_url) as fresh:
+    with psycopg.connect(direct(engine.db_url)) as fresh:
         row = delivery(fresh, d.id)
         assert row["state"] == "delivered" and row["attempt_count"] == 2
     assert len(engine.receiver.hits("/later")) == 2

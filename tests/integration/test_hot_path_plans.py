@@ -4,6 +4,9 @@ A table bulk-loaded since its last ANALYZE is what every new installation (and e
 benchmark) starts with: statistics then say `locked_by` is always null, so the planner
 expects the completion's fence to match one row and prefers one sequential scan of the
 whole table per batch to probing the primary key row by row.
+
+These plans are made on sessions of PostgreSQL itself (past any pooler); through a
+transaction-mode pooler the same settings travel per transaction (test_pgbouncer.py).
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def _generic_completion_plan(conn: psycopg.Connection[Any], batch: str, worker_i
 @pytest.fixture
 async def claimed_batch(
     conn: psycopg.Connection[Any],
-    db_url: str,
+    direct_db_url: str,
     tenant: uuid.UUID,
     make_destination: DestinationFactory,
 ) -> tuple[str, str]:
@@ -75,7 +78,7 @@ async def claimed_batch(
     conn.execute(FILL, {"tenant_id": tenant, "destination_id": destination["id"], "rows": WAITING})
     conn.execute("ANALYZE deliveries")
     worker_id = f"plan-{uuid.uuid4().hex[:8]}"
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as claim:
+    async with await psycopg.AsyncConnection.connect(direct_db_url, autocommit=True) as claim:
         rows = await store.claim_deliveries(
             claim, worker_id=worker_id, limit=BATCH, lease_seconds=60, tenant_ids=None
         )
@@ -90,27 +93,29 @@ async def claimed_batch(
 
 
 def test_a_default_connection_plans_a_sequential_scan_per_completion_batch(
-    db_url: str, claimed_batch: tuple[str, str]
+    direct_db_url: str, claimed_batch: tuple[str, str]
 ) -> None:
     # The hazard itself: if this stops holding, the planner changed, not courier.
-    with psycopg.connect(db_url, autocommit=True) as conn:
+    with psycopg.connect(direct_db_url, autocommit=True) as conn:
         plan = _generic_completion_plan(conn, *claimed_batch)
     assert "Seq Scan on deliveries" in plan
 
 
 def test_the_workers_connections_complete_through_the_primary_key(
-    db_url: str, claimed_batch: tuple[str, str]
+    direct_db_url: str, claimed_batch: tuple[str, str]
 ) -> None:
-    with psycopg.connect(db_url, autocommit=True, options=hot_path_options(db_url)) as conn:
+    with psycopg.connect(
+        direct_db_url, autocommit=True, options=hot_path_options(direct_db_url)
+    ) as conn:
         plan = _generic_completion_plan(conn, *claimed_batch)
     assert "Seq Scan on deliveries" not in plan
     assert "Index Scan using deliveries_pkey on deliveries" in plan
 
 
 async def test_worker_connections_carry_the_settings_and_keep_the_urls_own(
-    db_url: str, secret_key: str
+    direct_db_url: str, secret_key: str
 ) -> None:
-    url = make_conninfo(db_url, options="-c statement_timeout=4321")
+    url = make_conninfo(direct_db_url, options="-c statement_timeout=4321")
     worker: Worker = make_worker(url, secret_key)
     conn = await worker._connect()
     try:
@@ -167,7 +172,7 @@ def _generic_claim_plan(conn: psycopg.Connection[Any]) -> str:
 @pytest.mark.parametrize("waiting", [0, 50, WAITING])
 def test_the_claim_reaches_every_picked_row_by_its_full_key(
     waiting: int,
-    db_url: str,
+    direct_db_url: str,
     conn: psycopg.Connection[Any],
     tenant: uuid.UUID,
     make_destination: DestinationFactory,
@@ -178,7 +183,9 @@ def test_the_claim_reaches_every_picked_row_by_its_full_key(
     # the full key, whatever the statistics say.
     destination, _ = make_destination("http://127.0.0.1:9/hook")
     conn.execute(FILL, {"tenant_id": tenant, "destination_id": destination["id"], "rows": waiting})
-    with psycopg.connect(db_url, autocommit=True, options=hot_path_options(db_url)) as worker:
+    with psycopg.connect(
+        direct_db_url, autocommit=True, options=hot_path_options(direct_db_url)
+    ) as worker:
         plan = _generic_claim_plan(worker)
     assert "deliveries_event" not in plan
     for scan, cond in itertools.pairwise(plan.splitlines()):

@@ -15,6 +15,7 @@ from courier.worker.cleaner import Cleaner, CleanerConfig
 from courier.worker.worker import Worker, WorkerConfig
 from tests.conftest import DestinationFactory
 from tests.integration.operations.conftest import backdate, days, enqueue, finish, now
+from tests.support.database import direct
 
 
 async def test_worker_ticker_runs_the_cleaner(
@@ -32,10 +33,12 @@ async def test_worker_ticker_runs_the_cleaner(
     finish(conn, tenant, recent, "delivered")
 
     worker = Worker(
-        WorkerConfig(database_url=db_url, worker_id="w-maint", tenant_ids=None),
+        WorkerConfig(
+            database_url=db_url, worker_id="w-maint", tenant_ids=None, direct_url=direct(db_url)
+        ),
         WebhookAdapter(allow_private=True),
         SecretBox(secret_key),
-        maintenance=[Cleaner(db_url, CleanerConfig())],
+        maintenance=[Cleaner(direct(db_url), CleanerConfig())],
         maintenance_interval_s=0.2,
     )
     stop = asyncio.Event()

@@ -175,13 +175,13 @@ async def test_timeout_and_connection_refused_are_retryable(engine: Engine) -> N
 
 
 async def test_missing_and_disabled_destinations_fail_without_a_request(engine: Engine) -> None:
-    from courier.destinations import set_enabled, soft_delete
+    from courier.store.destinations import set_destination_enabled, soft_delete_destination
 
     gone, _ = engine.make_destination(engine.receiver.url("/gone"))
     off, _ = engine.make_destination(engine.receiver.url("/off"))
     result = enqueue_event(engine.conn, engine.tenant, "order.created", {"x": 1})
-    soft_delete(engine.conn, engine.tenant, gone["id"])
-    set_enabled(engine.conn, engine.tenant, off["id"], False)
+    soft_delete_destination(engine.conn, engine.tenant, gone["id"])
+    set_destination_enabled(engine.conn, engine.tenant, off["id"], False)
     async with run_workers([make_worker(engine.db_url, engine.secret_key)]):
         await wait_terminal(engine.db_url, 2)
     assert engine.receiver.hits() == []

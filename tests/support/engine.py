@@ -17,9 +17,11 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from courier.adapters.router import KindRouter
 from courier.adapters.webhook import WebhookAdapter
 from courier.crypto import SecretBox
 from courier.worker.worker import Worker, WorkerConfig
+from tests.support.database import direct
 from tests.support.receiver import Receiver
 
 TERMINAL = ("delivered", "failed", "dead_lettered")
@@ -51,13 +53,15 @@ def make_worker(
     config.setdefault("poll_interval_s", 0.1)
     config.setdefault("lease_seconds", 5.0)
     config.setdefault("shutdown_grace_s", 5.0)
+    config.setdefault("direct_url", direct(db_url))
     cfg = WorkerConfig(
         database_url=db_url,
         worker_id=worker_id or f"test-{uuid.uuid4().hex[:8]}",
         tenant_ids=tenant_ids,
         **config,
     )
-    return Worker(cfg, WebhookAdapter(allow_private=True), SecretBox(secret_key))
+    adapter = KindRouter(WebhookAdapter(allow_private=True), allow_private=True)
+    return Worker(cfg, adapter, SecretBox(secret_key))
 
 
 @asynccontextmanager
@@ -79,7 +83,7 @@ def delivery_states(conn: psycopg.Connection[Any]) -> dict[str, int]:
 async def wait_terminal(db_url: str, expected: int, timeout: float = 60.0) -> None:
     """Wait until `expected` deliveries are terminal (polls the database)."""
     deadline = time.monotonic() + timeout
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(direct(db_url), autocommit=True) as conn:
         while True:
             cur = await conn.execute(
                 "SELECT count(*) FROM deliveries WHERE state = ANY(%s)", (list(TERMINAL),)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from courier.adapters.addresses import is_forbidden_address, parse_networks
+from courier.adapters.addresses import forbidden_class, is_forbidden_address, parse_networks
 
 ip = ipaddress.ip_address
 
@@ -177,3 +177,64 @@ def test_any_v4_is_admitted_by_a_network_containing_it(value: int) -> None:
 def test_never_raises_on_any_v6(value: int) -> None:
     reason = is_forbidden_address(ipaddress.IPv6Address(value))
     assert reason is None or isinstance(reason, str)
+
+
+# Every class forbidden_class may name: fixed words, so no address can appear in one.
+_CLASSES = frozenset(
+    {
+        "unspecified",
+        "loopback",
+        "link-local",
+        "multicast",
+        "shared address space (CGNAT)",
+        "private",
+        "reserved",
+        "special-purpose",
+        "not globally routable",
+        "local-use NAT64",
+        "unique-local",
+        "site-local",
+    }
+)
+
+_any_ip = st.one_of(
+    st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address),
+    st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address),
+    _forbidden_v4.map(lambda a: ipaddress.IPv6Address(f"::ffff:{a}")),
+)
+
+
+@given(_any_ip)
+def test_the_class_is_the_reason_without_any_address(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> None:
+    reason = is_forbidden_address(address)
+    found = forbidden_class(address)
+    if reason is None:
+        assert found is None
+    else:
+        assert found in _CLASSES
+        assert reason == found or reason.startswith(f"{found} (embedded IPv4 ")
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("::ffff:127.0.0.1", "loopback"),
+        ("64:ff9b::a00:1", "private"),
+        ("2002:a9fe:a9fe::", "link-local"),
+        ("fd00::1", "unique-local"),
+        ("8.8.8.8", None),
+    ],
+)
+def test_the_class_of_a_tunnelled_address_names_no_address(
+    address: str, expected: str | None
+) -> None:
+    assert forbidden_class(ip(address)) == expected
+
+
+def test_the_class_respects_allowed_networks() -> None:
+    nets = parse_networks(["127.0.0.0/8"])
+    assert forbidden_class(ip("127.0.0.1"), nets) is None
+    assert forbidden_class(ip("::ffff:127.0.0.1"), nets) is None
+    assert forbidden_class(ip("10.0.0.1"), nets) == "private"

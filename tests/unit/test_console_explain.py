@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from courier.console.explain import explain, human_duration, human_ms, reason_sentence
+from courier.console.explain import (
+    attempt_medium,
+    explain,
+    human_duration,
+    human_ms,
+    reason_sentence,
+)
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -82,3 +88,23 @@ def test_milliseconds() -> None:
     assert human_ms(None) == "—"
     assert human_ms(42) == "42 ms"
     assert human_ms(1500) == "1.50 s"
+
+
+@pytest.mark.parametrize(
+    ("kind", "attempt", "words"),
+    [
+        ("webhook", {"http_status": 503, "outcome": "retryable_failure"}, "HTTP 503"),
+        ("webhook", {"http_status": None, "outcome": "retryable_failure"}, "no HTTP status"),
+        (None, {"outcome": "abandoned"}, "no HTTP status"),
+        ("rabbitmq", {"outcome": "succeeded"}, "AMQP publish: confirmed by the broker"),
+        ("rabbitmq", {"outcome": "retryable_failure"}, "AMQP publish"),
+        ("nats", {"outcome": "succeeded"}, "JetStream publish: acknowledged by the stream"),
+        ("nats", {"outcome": None}, "JetStream publish"),
+        ("redis_stream", {"outcome": "succeeded"}, "XADD: entry added"),
+        ("redis_stream", {"outcome": "permanent_failure"}, "XADD"),
+    ],
+)
+def test_an_attempt_reads_in_its_kinds_words(
+    kind: str | None, attempt: dict[str, Any], words: str
+) -> None:
+    assert attempt_medium(kind, attempt) == words

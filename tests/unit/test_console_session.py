@@ -22,6 +22,18 @@ def test_a_signed_session_reads_back_and_names_no_secret() -> None:
     assert cookie.startswith(f"{session.tenant_id.hex}.{session.key_id.hex}.")
 
 
+def test_a_portal_session_reads_back_as_one_and_cannot_pose_as_a_key_session() -> None:
+    signer = Signer("key-one")
+    session = Session(uuid.uuid4(), uuid.uuid4(), int(time.time()), portal=True)
+    cookie = signer.session_cookie(session)
+    assert signer.read_session(cookie) == session
+    body, _, mac = cookie.rpartition(".")
+    assert body.endswith(".p")
+    # Dropping the marker (to be read as an API-key session of that id) breaks the MAC.
+    assert signer.read_session(f"{body[:-2]}.{mac}") is None
+    assert signer.read_session(f"{body[:-2]}.k.{mac}") is None
+
+
 @pytest.mark.parametrize(
     "tamper",
     [

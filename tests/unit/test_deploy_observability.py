@@ -67,6 +67,7 @@ def test_alert_rules_use_only_exported_metrics_and_are_documented() -> None:
         "CourierOldestDueTooOld",
         "CourierDestinationFailureRatioHigh",
         "CourierNoWorkerAlive",
+        "CourierSecretKeyCannotDecrypt",
     }
     exported = exported_names() | PROMETHEUS_OWN
     doc = OBSERVABILITY_DOC.read_text("utf-8")

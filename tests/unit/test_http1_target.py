@@ -81,3 +81,9 @@ def test_no_header_value_can_add_a_line_to_the_head(value: str) -> None:
     lines = head.split(b"\r\n")
     assert len(lines) == 5  # request line, host, user-agent, webhook-id, content-length
     assert lines[3] == f"webhook-id: {value}".encode()
+
+
+def test_a_trailing_dot_is_resolved_but_never_named() -> None:
+    target = Target.for_post(URL("https://hooks.example.com.:8443/h"), UA)
+    assert (target.host, target.server_name) == ("hooks.example.com.", "hooks.example.com")
+    assert "host: hooks.example.com:8443" in head_lines(target)

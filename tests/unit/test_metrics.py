@@ -39,3 +39,60 @@ def test_destinations_past_the_limit_count_as_other_and_are_not_kept() -> None:
         _value(metrics, "courier_attempts_total", {"outcome": "succeeded"}) == len(destinations) + 3
     )
     assert len(metrics._attempt_children) == DESTINATION_LABEL_LIMIT
+
+
+def _families(metrics: CourierMetrics) -> set[str]:
+    return {family.name for family in metrics.registry.collect()}
+
+
+WORKER_ONLY = {
+    "courier_deliveries",
+    "courier_attempts",
+    "courier_attempt_duration_seconds",
+    "courier_worker_in_flight",
+    "courier_dead_letters",
+    "courier_kind_attempts",
+    "courier_kind_attempt_duration_seconds",
+}
+API_ONLY = {"courier_stream_clients", "courier_stream_clients_dropped"}
+SHARED = {"courier_queue_depth", "courier_oldest_due_seconds"}
+
+
+def test_each_process_part_exports_only_its_own_families() -> None:
+    api, worker, both = (
+        CourierMetrics(worker=False),
+        CourierMetrics(api=False),
+        CourierMetrics(),
+    )
+    assert _families(api) >= SHARED and _families(worker) >= SHARED
+    assert not WORKER_ONLY & _families(api)  # no zero copies of what workers count
+    assert _families(api) >= API_ONLY
+    assert _families(worker) >= WORKER_ONLY and not API_ONLY & _families(worker)
+    assert _families(both) >= WORKER_ONLY | API_ONLY | SHARED
+    api.deliveries_total.labels("delivered").inc()  # still usable, just not exported
+    assert (
+        api.registry.get_sample_value("courier_deliveries_total", {"outcome": "delivered"}) is None
+    )
+
+
+def test_no_created_series_are_exported() -> None:
+    from prometheus_client import generate_latest
+
+    metrics = CourierMetrics()
+    metrics.attempt(uuid.uuid4(), "succeeded", 0.1)
+    metrics.deliveries_total.labels("delivered").inc()
+    assert b"_created" not in generate_latest(metrics.registry)
+
+
+def test_a_broker_attempt_also_counts_by_kind_and_a_webhook_attempt_does_not() -> None:
+    metrics = CourierMetrics()
+    destination = uuid.uuid4()
+    metrics.attempt(destination, "succeeded", 0.01, "nats")
+    metrics.attempt(destination, "retryable_failure", 0.02, "nats")
+    metrics.attempt(destination, "succeeded", 0.03)
+    assert _value(metrics, "courier_attempts_total", {"outcome": "succeeded"}) == 2
+    nats_ok = {"kind": "nats", "outcome": "succeeded"}
+    assert _value(metrics, "courier_kind_attempts_total", nats_ok) == 1
+    webhook_ok = {"kind": "webhook", "outcome": "succeeded"}
+    assert _value(metrics, "courier_kind_attempts_total", webhook_ok) == 0
+    assert _value(metrics, "courier_kind_attempt_duration_seconds_count", {"kind": "nats"}) == 2

@@ -57,3 +57,22 @@ def test_terminal_states_have_no_way_out() -> None:
 def test_unknown_state_is_refused() -> None:
     with pytest.raises(IllegalTransition):
         transition("pending", "exploded")
+
+
+def test_the_type_names_are_the_enums_names() -> None:
+    # One vocabulary: the Literal types used by the API, retry policy and adapters name
+    # exactly the enums' members.
+    from typing import get_args
+
+    from courier.states import (
+        OUTCOME_NAMES,
+        STATE_NAMES,
+        AttemptOutcome,
+        DecisionState,
+        ResultOutcome,
+    )
+
+    assert set(STATE_NAMES) == {s.value for s in DeliveryState}
+    assert set(OUTCOME_NAMES) == {o.value for o in AttemptOutcome}
+    assert set(get_args(ResultOutcome)) == set(OUTCOME_NAMES) - {"abandoned"}
+    assert set(get_args(DecisionState)) == {s.value for s in TERMINAL} | {"retry_scheduled"}

@@ -53,6 +53,27 @@ def is_forbidden_address(ip: IPAddress, allowed_networks: Sequence[IPNetwork] = 
     6to4 addresses are judged by the IPv4 address they embed, because that is the host
     the packets finally reach.
     """
+    found = _forbidden(ip, allowed_networks)
+    if found is None:
+        return None
+    reason, embedded = found
+    return reason if embedded is None else f"{reason} (embedded IPv4 {embedded})"
+
+
+def forbidden_class(ip: IPAddress, allowed_networks: Sequence[IPNetwork] = ()) -> str | None:
+    """`is_forbidden_address` without naming any address: only the class ("loopback").
+
+    For texts a tenant reads about a name it does not control the answers of: what an
+    internal name resolves to is not the tenant's business.
+    """
+    found = _forbidden(ip, allowed_networks)
+    return None if found is None else found[0]
+
+
+def _forbidden(
+    ip: IPAddress, allowed_networks: Sequence[IPNetwork]
+) -> tuple[str, ipaddress.IPv4Address | None] | None:
+    """The refusal's class and, for tunnelling forms, the IPv4 address that decided it."""
     if allowed_networks and _admitted(ip, allowed_networks):
         return None
     if isinstance(ip, ipaddress.IPv6Address):
@@ -61,15 +82,18 @@ def is_forbidden_address(ip: IPAddress, allowed_networks: Sequence[IPNetwork] = 
             ip = ipaddress.IPv6Address(int(ip))
         embedded = _embedded_ipv4(ip)
         if embedded is not None:
-            reason = is_forbidden_address(embedded, allowed_networks)
-            return None if reason is None else f"{reason} (embedded IPv4 {embedded})"
+            if allowed_networks and _admitted(embedded, allowed_networks):
+                return None
+            reason = _common_reason(embedded)
+            return None if reason is None else (reason, embedded)
         if ip in _NAT64_LOCAL_USE:
-            return "local-use NAT64"
+            return "local-use NAT64", None
         if ip in _UNIQUE_LOCAL:
-            return "unique-local"
+            return "unique-local", None
         if ip.is_site_local:
-            return "site-local"
-    return _common_reason(ip)
+            return "site-local", None
+    reason = _common_reason(ip)
+    return None if reason is None else (reason, None)
 
 
 def _common_reason(ip: IPAddress) -> str | None:

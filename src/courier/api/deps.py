@@ -1,4 +1,4 @@
-"""Request dependencies: a pooled connection, the settings, the secret box.
+"""The API's request dependencies: the shared ones (courier.web.deps) and the secret box.
 
 ConnDep      an autocommit connection from the app's pool, returned after the request
 SettingsDep  the Settings create_app was built with
@@ -7,29 +7,23 @@ BoxDep       the SecretBox of COURIER_SECRET_KEY (503 when the key is not config
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
-import psycopg
 from fastapi import Depends, Request
-from psycopg_pool import AsyncConnectionPool
 
 from courier.api.problems import ProblemError
 from courier.crypto import SecretBox
-from courier.settings import Settings
+from courier.web.deps import POOL_TIMEOUT, ConnDep, SettingsDep, get_conn, get_settings
 
-POOL_TIMEOUT = 5.0  # seconds a request waits for a connection before answering 503
-
-
-async def get_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    pool: AsyncConnectionPool[Any] = request.app.state.pool
-    async with pool.connection(timeout=POOL_TIMEOUT) as conn:
-        yield conn
-
-
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+__all__ = [
+    "POOL_TIMEOUT",
+    "BoxDep",
+    "ConnDep",
+    "SettingsDep",
+    "get_box",
+    "get_conn",
+    "get_settings",
+]
 
 
 def get_box(request: Request) -> SecretBox:
@@ -41,6 +35,4 @@ def get_box(request: Request) -> SecretBox:
     return box
 
 
-ConnDep = Annotated[psycopg.AsyncConnection[Any], Depends(get_conn)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 BoxDep = Annotated[SecretBox, Depends(get_box)]

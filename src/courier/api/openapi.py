@@ -1,14 +1,12 @@
 """The OpenAPI document: error responses declared per route, served as problem+json.
 
 `docs/openapi.json` is this document, committed; `make openapi` regenerates it
-(`python -m courier.api.openapi docs/openapi.json`) and a test fails when they drift.
+(`python -m courier.asgi docs/openapi.json`) and a test fails when they drift.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -50,37 +48,52 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     )
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
+            for parameter in operation.get("parameters", []):
+                parameter["schema"] = _without_null(parameter["schema"])
             for code, response in operation.get("responses", {}).items():
                 content = response.get("content")
-                if (
-                    code.isdigit()
-                    and int(code) >= 400
-                    and content
-                    and "application/json" in content
-                ):
-                    response["content"] = {PROBLEM_MEDIA_TYPE: content["application/json"]}
+                if code.isdigit() and int(code) >= 400 and content:
+                    # FastAPI files them under the route's media type (JSON, or the
+                    # event stream's); an error is always a problem document.
+                    response["content"] = {PROBLEM_MEDIA_TYPE: next(iter(content.values()))}
+    _integer_bounds(schema)
     app.openapi_schema = schema
     return schema
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional parameter's schema without FastAPI's `null` branch: a query string or a
+    header cannot carry null (leaving the parameter out is how it is not given)."""
+    branches = schema.get("anyOf")
+    if not isinstance(branches, list) or {"type": "null"} not in branches:
+        return schema
+    rest = [b for b in branches if b != {"type": "null"}]
+    outer = {k: v for k, v in schema.items() if k != "anyOf"}
+    if len(rest) == 1:
+        return {**rest[0], **outer}
+    return {**outer, "anyOf": rest}
+
+
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _integer_bounds(node: Any) -> None:
+    """Bounds of integer schemas written as integers: FastAPI's document model holds them
+    as floats (`100.0`), which reads as a bound on a number, and above 2**53 is not even
+    the bound the API checks."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in _BOUNDS:
+                value = node.get(key)
+                if isinstance(value, float) and value.is_integer():
+                    node[key] = int(value)
+        for child in node.values():
+            _integer_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _integer_bounds(child)
 
 
 def render(app: FastAPI) -> str:
     """The document as committed: sorted keys, two-space indent, final newline."""
     return json.dumps(app.openapi(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def main(argv: list[str]) -> int:
-    from courier.api.app import create_app
-    from courier.settings import Settings
-
-    # The document does not depend on settings or the database; nothing is connected.
-    app = create_app(Settings(database_url=None), "postgresql://unused")
-    text = render(app)
-    if len(argv) > 1:
-        Path(argv[1]).write_text(text, "utf-8")
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main(sys.argv))

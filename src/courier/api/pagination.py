@@ -1,9 +1,12 @@
-"""Keyset pagination: `?limit=&cursor=`, the cursor an opaque token naming the last row.
+"""Keyset pagination: `?limit=&cursor=`, the cursor naming the last row of a page.
 
 Rows are walked by primary key. Ids are time-ordered UUIDv7, so `id DESC` is newest
 first, and a row inserted while a client pages lands before its cursor: no row the
-client has not seen yet is skipped, and none is repeated. Attempts walk oldest first by
-their attempt number; their cursor holds that number instead.
+client has not seen yet is skipped, and none is repeated. The cursor is the last row's
+id as text; attempts walk oldest first by their attempt number, and their cursor is
+that number in decimal. Both are plain positions rather than encoded tokens so the
+OpenAPI document can give their exact pattern: every string that matches it is a
+position the API accepts (an id or number no row has simply ends the walk there).
 
 The store's list functions fetch one row more than the page; `split_page` and
 `keyset_page` turn those rows into the page and the cursor of the next one.
@@ -11,8 +14,7 @@ The store's list functions fetch one row more than the page; `split_page` and
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 import uuid
 from collections.abc import Callable
 from typing import Annotated, TypeVar
@@ -21,13 +23,16 @@ from fastapi import Query
 from pydantic import BaseModel
 
 from courier.api.problems import invalid_field
-from courier.api.schemas import Page
+from courier.api.schemas import EVENT_TYPE_PATTERN, UUID_TEXT_PATTERN, Page
 from courier.store.rows import Row
+from courier.web.pagination import split_page
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-_PREFIX_ID = "i:"
-_PREFIX_NUMBER = "n:"
+ID_CURSOR_PATTERN = UUID_TEXT_PATTERN
+NUMBER_CURSOR_PATTERN = r"^[0-9]{1,9}$"  # attempt numbers fit PostgreSQL's integer
+NAME_CURSOR_PATTERN = EVENT_TYPE_PATTERN  # lists walked by name (event types)
+NAME_CURSOR_CHARS = 255  # the longest name a name cursor carries
 
 LimitQuery = Annotated[
     int,
@@ -35,49 +40,68 @@ LimitQuery = Annotated[
 ]
 CursorQuery = Annotated[
     str | None,
-    Query(max_length=200, description="`next_cursor` of the previous page, as returned"),
+    Query(
+        pattern=ID_CURSOR_PATTERN,
+        description="`next_cursor` of the previous page, as returned (the id of its last item)",
+    ),
+]
+NameCursorQuery = Annotated[
+    str | None,
+    Query(
+        pattern=NAME_CURSOR_PATTERN,
+        max_length=NAME_CURSOR_CHARS,
+        description="`next_cursor` of the previous page, as returned (the name of its last item)",
+    ),
+]
+NumberCursorQuery = Annotated[
+    str | None,
+    Query(
+        pattern=NUMBER_CURSOR_PATTERN,
+        description="`next_cursor` of the previous page, as returned (the number of its "
+        "last attempt)",
+    ),
 ]
 
 
-def _encode(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode("ascii")).decode("ascii").rstrip("=")
-
-
-def _decode(cursor: str, prefix: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        text = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
-    except (UnicodeError, binascii.Error, ValueError):
-        raise invalid_field("cursor", "not a cursor this API issued", "query") from None
-    if not text.startswith(prefix):
-        raise invalid_field("cursor", "not a cursor this API issued", "query")
-    return text[len(prefix) :]
+def _not_ours() -> Exception:
+    return invalid_field("cursor", "not a cursor this API issued", "query")
 
 
 def id_cursor(last_id: uuid.UUID) -> str:
-    return _encode(_PREFIX_ID + last_id.hex)
+    return str(last_id)
 
 
 def after_id(cursor: str | None) -> uuid.UUID | None:
     if cursor is None:
         return None
-    try:
-        return uuid.UUID(hex=_decode(cursor, _PREFIX_ID))
-    except ValueError:
-        raise invalid_field("cursor", "not a cursor this API issued", "query") from None
+    if re.fullmatch(ID_CURSOR_PATTERN, cursor) is None:
+        raise _not_ours()
+    return uuid.UUID(cursor)
 
 
 def number_cursor(last: int) -> str:
-    return _encode(f"{_PREFIX_NUMBER}{last}")
+    return str(last)
 
 
 def after_number(cursor: str | None) -> int:
     if cursor is None:
         return 0
-    text = _decode(cursor, _PREFIX_NUMBER)
-    if not text.isascii() or not text.isdigit() or len(text) > 9:
-        raise invalid_field("cursor", "not a cursor this API issued", "query")
-    return int(text)
+    if re.fullmatch(NUMBER_CURSOR_PATTERN, cursor) is None:
+        raise _not_ours()
+    return int(cursor)
+
+
+def name_cursor(last: str) -> str:
+    """The cursor after a row walked by a name (event types): the name itself."""
+    return last
+
+
+def after_name(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    if len(cursor) > NAME_CURSOR_CHARS or re.fullmatch(NAME_CURSOR_PATTERN, cursor) is None:
+        raise _not_ours()
+    return cursor
 
 
 ItemT = TypeVar("ItemT", bound=BaseModel)
@@ -91,13 +115,6 @@ def row_id_cursor(row: Row) -> str:
 def row_attempt_cursor(row: Row) -> str:
     """The cursor after an attempt row, walked by its attempt number."""
     return number_cursor(row["attempt_number"])
-
-
-def split_page(rows: list[Row], limit: int) -> tuple[list[Row], Row | None]:
-    """The first `limit` of up to `limit + 1` rows, and the last of them when more follow
-    (None on the last page)."""
-    page = rows[:limit]
-    return page, (page[-1] if len(rows) > limit else None)
 
 
 def keyset_page(

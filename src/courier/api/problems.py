@@ -1,8 +1,9 @@
 """Errors as RFC 9457 problem documents (`application/problem+json`), and their handlers.
 
     ProblemError                 raised by routes and dependencies: a chosen status
-    ├── Unauthorized (401)       the same document for every authentication failure
-    └── NotFound (404)           the same document for a missing and another tenant's id
+    └── Unauthorized (401)       the same document for every authentication failure
+    courier.errors.NotFound      404, the same document for a missing and another
+                                 tenant's id: "No such <noun>."
 
 Framework errors are mapped too: request validation → 422 with `errors: [{field,
 message}]`, Starlette's HTTPException (unknown route, 405, 413) → its status, an
@@ -26,6 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from courier.errors import CourierError
+from courier.errors import NotFound as NotFound  # routes raise it from here
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://courier.dev/problems/"
@@ -53,7 +57,7 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
-class ProblemError(Exception):
+class ProblemError(CourierError):
     def __init__(
         self,
         status: int,
@@ -81,11 +85,6 @@ class Unauthorized(ProblemError):
             slug="unauthorized",
             headers={"WWW-Authenticate": "Bearer"},
         )
-
-
-class NotFound(ProblemError):
-    def __init__(self, noun: str) -> None:
-        super().__init__(404, f"No such {noun}.", slug="not-found")
 
 
 def invalid_field(field: str, message: str, location: str = "body") -> ProblemError:
@@ -182,6 +181,11 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _on_not_found(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NotFound)
+    return problem_response(404, f"No such {exc.noun}.", slug="not-found")
+
+
 async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else _slug(exc.status_code)
@@ -228,6 +232,7 @@ async def _on_unavailable(request: Request, exc: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(NotFound, _on_not_found)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(psycopg.OperationalError, _on_unavailable)

@@ -53,3 +53,42 @@ def url_problem(url: str, settings: Settings) -> str | None:
     if reason is not None:
         return f"must not point at a {reason} address"
     return None
+
+
+def broker_url_problem(url: str, schemes: frozenset[str], settings: Settings) -> str | None:
+    """Why `url` is refused as a broker's URL (`config.url`), or None when it is accepted.
+
+    Unlike a webhook URL it may carry credentials (the field is secret). The same address
+    rules apply: loopback and private hosts only where allowed; names are checked again
+    by the adapter when it connects.
+    """
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        return "must not contain whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in schemes:
+        return "scheme must be one of " + ", ".join(sorted(schemes))
+    host = parts.hostname
+    if not host:
+        return "must name a host"
+    if port == 0:
+        return "port must be between 1 and 65535"
+    if settings.allow_private_destinations:
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return "must not point at localhost"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    try:
+        allowed = parse_networks(settings.allowed_network_list())
+    except ValueError:
+        allowed = ()
+    reason = is_forbidden_address(ip, allowed)
+    if reason is not None:
+        return f"must not point at a {reason} address"
+    return None

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from courier.states import OUTCOME_NAMES
+
 HOURS = 24
 WIDTH = 480  # SVG user units
 HEIGHT = 120
 BAR_GAP = 2
-OUTCOMES = ("succeeded", "retryable_failure", "permanent_failure", "abandoned", "in_flight")
+OUTCOMES = (*OUTCOME_NAMES, "in_flight")  # an attempt still running has no outcome yet
 
 
 @dataclass(frozen=True, slots=True)

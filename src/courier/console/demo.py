@@ -16,19 +16,23 @@ receiver port), events carry idempotency keys, so running it again sends nothing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from aiohttp import web
-from psycopg.rows import dict_row
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from courier.crypto import SecretBox
 from courier.destinations import create_destination
 from courier.enqueue import enqueue_event
-from courier.store.queries import query
+from courier.serving import bind, serving
+from courier.store.destinations import destination_ids_by_name, point_destination
 from courier.tenancy import create_api_key, create_tenant, resolve_tenants
 
 DEMO_TENANT = "demo"
@@ -80,44 +84,41 @@ class DemoReceiver:
         self.host = host
         self.port = 0
         self._seen: Counter[str] = Counter()
-        self._runner: web.AppRunner | None = None
+        self._stack = contextlib.AsyncExitStack()
 
     def url(self, path: str) -> str:
         return f"http://{self.host}:{self.port}{path}"
 
-    async def _ok(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+    async def _ok(self, request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
 
-    async def _flaky(self, request: web.Request) -> web.Response:
+    async def _flaky(self, request: Request) -> PlainTextResponse:
         message = request.headers.get("webhook-id", "")
         self._seen[message] += 1
         if self._seen[message] <= FLAKY_FAILURES:
-            return web.Response(status=503, text="warming up, try again")
-        return web.Response(text="ok")
+            return PlainTextResponse("warming up, try again", status_code=503)
+        return PlainTextResponse("ok")
 
-    async def _down(self, request: web.Request) -> web.Response:
-        return web.Response(status=503, text="upstream unavailable")
+    async def _down(self, request: Request) -> PlainTextResponse:
+        return PlainTextResponse("upstream unavailable", status_code=503)
 
-    async def _bad(self, request: web.Request) -> web.Response:
-        return web.Response(status=400, text='{"error": "unknown field: total"}')
+    async def _bad(self, request: Request) -> PlainTextResponse:
+        return PlainTextResponse('{"error": "unknown field: total"}', status_code=400)
 
     async def start(self) -> DemoReceiver:
-        app = web.Application()
-        app.router.add_post("/ok", self._ok)
-        app.router.add_post("/flaky", self._flaky)
-        app.router.add_post("/down", self._down)
-        app.router.add_post("/bad", self._bad)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        app = Starlette(
+            routes=[
+                Route("/ok", self._ok, methods=["POST"]),
+                Route("/flaky", self._flaky, methods=["POST"]),
+                Route("/down", self._down, methods=["POST"]),
+                Route("/bad", self._bad, methods=["POST"]),
+            ]
+        )
+        self.port = await self._stack.enter_async_context(serving(app, bind(self.host, self.port)))
         return self
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._stack.aclose()
 
 
 def demo_tenant_key(url: str) -> str:
@@ -137,16 +138,11 @@ def seed(url: str, box: SecretBox, receiver: DemoReceiver) -> int:
     """
     with psycopg.connect(url, autocommit=True) as conn:
         (tenant_id,) = resolve_tenants(conn, [DEMO_TENANT])
-        with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(query("demo_destinations"), {"tenant_id": tenant_id})
-            existing = {row["name"]: row["id"] for row in cur.fetchall()}
+        existing = destination_ids_by_name(conn, tenant_id)
         for spec in DESTINATIONS:
             target = receiver.url(spec.path)
             if spec.name in existing:
-                conn.execute(
-                    query("demo_point_destination"),
-                    {"tenant_id": tenant_id, "id": existing[spec.name], "url": target},
-                )
+                point_destination(conn, tenant_id, existing[spec.name], target)
             else:
                 create_destination(
                     conn,

@@ -57,6 +57,27 @@ def last_outcome(attempt: Mapping[str, Any]) -> str:
     return str(outcome).replace("_", " ") if outcome else "in flight"
 
 
+# What a broker attempt did, in the words of its kind (a webhook's is its HTTP status).
+_BROKER_ACTS = {
+    "rabbitmq": ("AMQP publish", "confirmed by the broker"),
+    "nats": ("JetStream publish", "acknowledged by the stream"),
+    "redis_stream": ("XADD", "entry added"),
+}
+
+
+def attempt_medium(kind: str | None, attempt: Mapping[str, Any]) -> str:
+    """How an attempt reached its destination: "HTTP 503" for a webhook, "no HTTP
+    status" when none came back; for a broker kind what it did and, on success, what
+    the broker said ("AMQP publish: confirmed by the broker")."""
+    if attempt.get("http_status") is not None:
+        return f"HTTP {attempt['http_status']}"
+    acts = _BROKER_ACTS.get(kind or "webhook")
+    if acts is None:
+        return "no HTTP status"
+    action, success = acts
+    return f"{action}: {success}" if attempt.get("outcome") == "succeeded" else action
+
+
 def explain(delivery: Mapping[str, Any], attempts: Sequence[Mapping[str, Any]]) -> str | None:
     """Why a failed or dead-lettered delivery ended so, in one line; None for other states.
 

@@ -13,8 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-STATES = ("pending", "delivering", "retry_scheduled", "delivered", "failed", "dead_lettered")
-FAILURE_OUTCOMES = ("retryable_failure", "permanent_failure")
+from courier.states import DeliveryState
+
+# The console lists states in the order a delivery meets them.
+_S = DeliveryState
+_SHOWN = (_S.PENDING, _S.DELIVERING, _S.RETRY_SCHEDULED, _S.DELIVERED, _S.FAILED, _S.DEAD_LETTERED)
+STATES: tuple[str, ...] = tuple(state.value for state in _SHOWN)
 
 
 @dataclass

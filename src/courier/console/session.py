@@ -1,10 +1,13 @@
-"""Console sessions and CSRF tokens: HMAC-signed values, no server-side session table.
+"""Console sessions and CSRF tokens: HMAC-signed values (a portal session names its row).
 
 A session cookie reads `<tenant id hex>.<key id hex>.<issued at, unix s>.<mac>`: it
 names the API key that signed in, never the key itself, and each request checks that
-the key is still live (a revoked key ends its sessions at once). The MAC key is derived
-from COURIER_SECRET_KEY, so no new secret is needed; every configured key verifies
-(the first one signs), so rotating COURIER_SECRET_KEY keeps sessions signed before it.
+the key is still live (a revoked key ends its sessions at once). A session started by a
+one-time portal link reads `<tenant id hex>.<portal session id hex>.<issued at>.p.<mac>`:
+it names the portal_sessions row, whose role and destination scope each request reads.
+The MAC key is derived from COURIER_SECRET_KEY, so no new secret is needed; every
+configured key verifies (the first one signs), so rotating COURIER_SECRET_KEY keeps
+sessions signed before it.
 
 CSRF tokens are MACs of the session cookie (synchronizer tokens without storage): a
 page rendered for a session carries the token, a form posted without it is refused.
@@ -33,8 +36,9 @@ _DERIVATION_LABEL = b"courier console session v1"
 @dataclass(frozen=True, slots=True)
 class Session:
     tenant_id: uuid.UUID
-    key_id: uuid.UUID
+    key_id: uuid.UUID  # the API key, or the portal session when `portal`
     issued_at: int  # unix seconds
+    portal: bool = False  # started by a one-time portal link rather than an API key
 
 
 class Signer:
@@ -64,6 +68,8 @@ class Signer:
 
     def session_cookie(self, session: Session) -> str:
         body = f"{session.tenant_id.hex}.{session.key_id.hex}.{session.issued_at}"
+        if session.portal:
+            body += ".p"
         return f"{body}.{self._sign('session', body)}"
 
     def read_session(self, value: str | None, now: float | None = None) -> Session | None:
@@ -72,10 +78,15 @@ class Signer:
             return None
         body, _, mac = value.rpartition(".")
         parts = body.split(".")
-        if len(parts) != 3 or not self._verify("session", body, mac):
+        portal = len(parts) == 4 and parts[3] == "p"
+        if len(parts) != 3 and not portal:
+            return None
+        if not self._verify("session", body, mac):
             return None
         try:
-            session = Session(uuid.UUID(hex=parts[0]), uuid.UUID(hex=parts[1]), int(parts[2]))
+            session = Session(
+                uuid.UUID(hex=parts[0]), uuid.UUID(hex=parts[1]), int(parts[2]), portal
+            )
         except ValueError:
             return None
         age = (time.time() if now is None else now) - session.issued_at

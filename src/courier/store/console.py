@@ -7,6 +7,7 @@ Every function takes the tenant id and passes it to its statement. Lists return 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from courier.store.feed import START, FeedPosition
@@ -15,6 +16,12 @@ from courier.store.rows import AsyncConn, Row, fetch_all, fetch_one
 __all__ = ["AsyncConn", "Row"]
 MAX_DESTINATIONS = 500  # destinations shown on the integrations page
 PAYLOAD_CHARS = 4096  # how much of an event's payload the timeline shows
+# A portal session limited to some destinations reads only theirs; None reads them all.
+Scope = Collection[uuid.UUID] | None
+
+
+def _scope(scope: Scope) -> list[uuid.UUID] | None:
+    return None if scope is None else list(scope)
 
 
 def uuid7_floor(when: datetime) -> uuid.UUID:
@@ -32,10 +39,9 @@ async def key_for_sign_in(conn: AsyncConn, tenant_id: uuid.UUID, key_hash: bytes
     return await fetch_one(conn, "api_key_for_auth", {"tenant_id": tenant_id, "key_hash": key_hash})
 
 
-async def destinations(conn: AsyncConn, tenant_id: uuid.UUID) -> list[Row]:
-    return await fetch_all(
-        conn, "console_destinations", {"tenant_id": tenant_id, "limit": MAX_DESTINATIONS}
-    )
+async def destinations(conn: AsyncConn, tenant_id: uuid.UUID, scope: Scope = None) -> list[Row]:
+    params = {"tenant_id": tenant_id, "limit": MAX_DESTINATIONS, "scope": _scope(scope)}
+    return await fetch_all(conn, "console_destinations", params)
 
 
 async def destination(
@@ -47,25 +53,34 @@ async def destination(
 
 
 async def health_rows(
-    conn: AsyncConn, tenant_id: uuid.UUID, destination_id: uuid.UUID | None, since: datetime
+    conn: AsyncConn,
+    tenant_id: uuid.UUID,
+    destination_id: uuid.UUID | None,
+    since: datetime,
+    scope: Scope = None,
 ) -> tuple[list[Row], list[Row], list[Row]]:
     """(deliveries by state, finished attempts since `since` by outcome, failures since
     the last success), each by destination."""
-    scope = {"tenant_id": tenant_id, "destination_id": destination_id}
-    window = {**scope, "since": since, "since_id": uuid7_floor(since)}
-    counts = await fetch_all(conn, "console_state_counts", scope)
+    which = {"tenant_id": tenant_id, "destination_id": destination_id, "scope": _scope(scope)}
+    window = {**which, "since": since, "since_id": uuid7_floor(since)}
+    counts = await fetch_all(conn, "console_state_counts", which)
     outcomes = await fetch_all(conn, "console_recent_outcomes", window)
-    consecutive = await fetch_all(conn, "console_consecutive_failures", scope)
+    consecutive = await fetch_all(conn, "console_consecutive_failures", which)
     return counts, outcomes, consecutive
 
 
 async def attempts_by_hour(
-    conn: AsyncConn, tenant_id: uuid.UUID, destination_id: uuid.UUID | None, now: datetime
+    conn: AsyncConn,
+    tenant_id: uuid.UUID,
+    destination_id: uuid.UUID | None,
+    now: datetime,
+    scope: Scope = None,
 ) -> list[Row]:
     since = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
     params = {
         "tenant_id": tenant_id,
         "destination_id": destination_id,
+        "scope": _scope(scope),
         "since": since,
         "since_id": uuid7_floor(since),
     }
@@ -117,10 +132,12 @@ async def dead_letters(
     until: datetime | None,
     after: uuid.UUID | None,
     limit: int,
+    scope: Scope = None,
 ) -> list[Row]:
     params = {
         "tenant_id": tenant_id,
         "destination_id": destination_id,
+        "scope": _scope(scope),
         "since": since,
         "until": until,
         "after": after,

@@ -1,18 +1,34 @@
-"""Typed functions over the delivery engine's statements (claim, complete, leases)."""
+"""Typed functions over the delivery engine's statements (enqueue, claim, complete,
+leases)."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 import psycopg
+from psycopg.rows import dict_row
 
+from courier.store.database import HOT_PATH_SETTINGS
+from courier.store.pooler import local_settings
 from courier.store.queries import query
-from courier.store.rows import fetch_all
+from courier.store.rows import Row, fetch_all
+
+
+def _hot_path(
+    conn: psycopg.AsyncConnection[Any], pooled: bool
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """Where the worker's statements run: as they are on its own connections, which carry
+    HOT_PATH_SETTINGS from the start; through a pooler (`pooled`), in a transaction that
+    sets them first, as a pooled connection cannot carry them (see courier.store.pooler)."""
+    if pooled:
+        return local_settings(conn, HOT_PATH_SETTINGS)
+    return contextlib.nullcontext()
 
 
 # Not frozen: a frozen dataclass's __init__ sets every field through object.__setattr__
@@ -33,6 +49,18 @@ class ClaimedDelivery:
     backoff_initial_ms: int
     backoff_max_ms: int
     signing_secrets: list[dict[str, Any]]
+    # The kind's adapter and its settings; `config_secrets` maps field -> token.
+    kind: str = "webhook"
+    event_type: str = ""
+    max_in_flight: int = 16
+    config: dict[str, Any] = field(default_factory=dict)
+    config_secrets: dict[str, str] = field(default_factory=dict)
+    # Destination options (courier.destination_options): `option_secrets` maps path -> token.
+    options: dict[str, Any] = field(default_factory=dict)
+    option_secrets: dict[str, str] = field(default_factory=dict)
+    payload_format: str = "raw"
+    capture_response_body: bool = False
+    event_created_at: datetime | None = None
 
     @property
     def key(self) -> tuple[uuid.UUID, uuid.UUID]:
@@ -72,6 +100,7 @@ class Completion:
     error_summary: str | None
     duration_ms: int
     reason: str | None
+    response_body_excerpt: str | None = None
 
     @property
     def key(self) -> tuple[uuid.UUID, uuid.UUID]:
@@ -99,6 +128,7 @@ async def claim_deliveries(
     lease_seconds: float,
     tenant_ids: Sequence[uuid.UUID] | None,
     cursor: ClaimCursor | None = None,
+    pooled: bool = False,
 ) -> list[ClaimedDelivery]:
     """Claim up to `limit` due deliveries, fairly across destinations (see the SQL)."""
     cursor = cursor if cursor is not None else ClaimCursor()
@@ -111,14 +141,22 @@ async def claim_deliveries(
         "max_destinations": MAX_DESTINATIONS_PER_CLAIM,
         **_tenant_filter(tenant_ids),
     }
-    rows = await fetch_all(conn, "claim_deliveries", params)
+    async with _hot_path(conn, pooled):
+        rows = await fetch_all(conn, "claim_deliveries", params)
     secrets_by_text: dict[str, list[dict[str, Any]]] = {}
+    configs_by_text: dict[str, dict[str, Any]] = {}
     for r in rows:
         text = r["signing_secrets"]
         parsed = secrets_by_text.get(text)
         if parsed is None:
             parsed = secrets_by_text[text] = orjson.loads(text)
         r["signing_secrets"] = parsed  # rows of one destination share one list
+        for column in ("config", "config_secrets", "options", "option_secrets"):
+            text = r[column]
+            config = configs_by_text.get(text)
+            if config is None:
+                config = configs_by_text[text] = orjson.loads(text)
+            r[column] = config
     if not rows or rows[0]["walk_complete"] or rows[0]["walk_tenant"] is None:
         cursor.reset()
     else:
@@ -140,6 +178,16 @@ async def claim_deliveries(
             backoff_initial_ms=r["backoff_initial_ms"],
             backoff_max_ms=r["backoff_max_ms"],
             signing_secrets=r["signing_secrets"],
+            kind=r["kind"],
+            event_type=r["event_type"],
+            max_in_flight=r["max_in_flight"],
+            config=r["config"],
+            config_secrets=r["config_secrets"],
+            options=r["options"],
+            option_secrets=r["option_secrets"],
+            payload_format=r["payload_format"],
+            capture_response_body=r["capture_response_body"],
+            event_created_at=r["event_created_at"],
         )
         for r in rows
     ]
@@ -155,11 +203,15 @@ def completion_batch(completions: Sequence[Completion]) -> str:
 
 
 async def complete_attempts(
-    conn: psycopg.AsyncConnection[Any], *, worker_id: str, completions: Sequence[Completion]
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    worker_id: str,
+    completions: Sequence[Completion],
+    pooled: bool = False,
 ) -> list[Completed]:
     """Write a batch of finished attempts in one statement; returns those not fenced out."""
     params = {"worker_id": worker_id, "batch": completion_batch(completions)}
-    async with conn.cursor() as cur:
+    async with _hot_path(conn, pooled), conn.cursor() as cur:
         await cur.execute(query("complete_attempts"), params)
         rows = await cur.fetchall()
     return [Completed(*row) for row in rows]
@@ -171,6 +223,7 @@ async def extend_leases(
     worker_id: str,
     keys: Sequence[tuple[uuid.UUID, uuid.UUID]],
     lease_seconds: float,
+    pooled: bool = False,
 ) -> int:
     params = {
         "worker_id": worker_id,
@@ -178,7 +231,7 @@ async def extend_leases(
         "tenant_ids": [k[0] for k in keys],
         "delivery_ids": [k[1] for k in keys],
     }
-    async with conn.cursor() as cur:
+    async with _hot_path(conn, pooled), conn.cursor() as cur:
         await cur.execute(query("extend_leases"), params)
         return len(await cur.fetchall())
 
@@ -188,13 +241,14 @@ async def release_leases(
     *,
     worker_id: str,
     keys: Sequence[tuple[uuid.UUID, uuid.UUID]],
+    pooled: bool = False,
 ) -> int:
     params = {
         "worker_id": worker_id,
         "tenant_ids": [k[0] for k in keys],
         "delivery_ids": [k[1] for k in keys],
     }
-    async with conn.cursor() as cur:
+    async with _hot_path(conn, pooled), conn.cursor() as cur:
         await cur.execute(query("release_leases"), params)
         return len(await cur.fetchall())
 
@@ -206,3 +260,57 @@ async def next_due_at(
         await cur.execute(query("next_due_at"), _tenant_filter(tenant_ids))
         row = await cur.fetchone()
     return row[0] if row else None
+
+
+def secret_samples(
+    conn: psycopg.Connection[Any], *, tenant_ids: Sequence[uuid.UUID] | None
+) -> list[tuple[uuid.UUID, str]]:
+    """(tenant id, encrypted token): one signing secret per tenant (see the SQL)."""
+    rows = conn.execute(query("secret_samples"), _tenant_filter(tenant_ids)).fetchall()
+    return [(row[0], row[1]) for row in rows]
+
+
+async def hand_back_unsignable(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    worker_id: str,
+    claimed: Sequence[ClaimedDelivery],
+    delay_s: float,
+) -> int:
+    """Undo the claims of rows this worker cannot sign; returns how many it handed back."""
+    params = {
+        "worker_id": worker_id,
+        "tenant_ids": [c.tenant_id for c in claimed],
+        "delivery_ids": [c.id for c in claimed],
+        "attempt_numbers": [c.attempt_number for c in claimed],
+        "delay_s": delay_s,
+    }
+    async with conn.cursor() as cur:
+        await cur.execute(query("hand_back_unsignable"), params)
+        return len(await cur.fetchall())
+
+
+def enqueue_rows(conn: psycopg.Connection[Any], params: dict[str, Any]) -> list[Row]:
+    """One round of `enqueue_events`: a row per item and delivery (see deliveries.sql)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query("enqueue_events"), params).fetchall()
+
+
+async def enqueue_rows_async(
+    conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
+) -> list[Row]:
+    """`enqueue_rows` on an asyncio connection."""
+    return await fetch_all(conn, "enqueue_events", params)
+
+
+def events_by_idempotency_keys(conn: psycopg.Connection[Any], params: dict[str, Any]) -> list[Row]:
+    """The committed events (and their deliveries) of the keys in `params`."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query("events_by_idempotency_keys"), params).fetchall()
+
+
+async def events_by_idempotency_keys_async(
+    conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
+) -> list[Row]:
+    """`events_by_idempotency_keys` on an asyncio connection."""
+    return await fetch_all(conn, "events_by_idempotency_keys", params)

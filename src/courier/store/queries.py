@@ -1,7 +1,9 @@
 """Every SQL statement courier runs, loaded from the named blocks in `store/sql/*.sql`.
 
 A block starts with `-- name: <name>` and runs to the next such line. Runtime code
-refers to statements by name (`QUERIES["claim_deliveries"]`), never by ad-hoc strings.
+refers to statements by name (`query("claim_deliveries")`), never by ad-hoc strings.
+The comments stay in the files: a loaded statement has neither comment lines nor
+indentation (see _compact).
 """
 
 from __future__ import annotations
@@ -24,8 +26,21 @@ def parse_blocks(text: str, source: str = "<sql>") -> dict[str, str]:
         name = match.group(1)
         if name in blocks:
             raise ValueError(f"{source}: query {name!r} is defined twice")
-        blocks[name] = body.rstrip(";").strip()
+        blocks[name] = _compact(body.rstrip(";").strip())
     return blocks
+
+
+def _compact(statement: str) -> str:
+    """The statement without its comment lines and indentation.
+
+    psycopg parses a statement's placeholders once and caches the result only for a text
+    of at most 4,096 bytes (psycopg._queries.MAX_CACHED_STATEMENT_LENGTH); the comments
+    would put the enqueue statement past that, to be parsed again on every call. No
+    string literal spans lines in these files (a unit test holds them to it), so no
+    literal changes.
+    """
+    lines = (line.strip() for line in statement.splitlines())
+    return "\n".join(line for line in lines if line and not line.startswith("--"))
 
 
 @cache

@@ -1,4 +1,5 @@
-"""What the HTTP API reads and writes, tenant by tenant (statements in `sql/api.sql`).
+"""What the HTTP API reads and writes, tenant by tenant (statements in `sql/api.sql`,
+`sql/destinations.sql` and `sql/events.sql`).
 
 Every function takes the tenant id and passes it to its statement; none can reach
 another tenant's rows. Lists return up to `limit + 1` rows: the caller pages with them.
@@ -10,6 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from courier.store import tickets
 from courier.store.rows import AsyncConn, Row, fetch_all, fetch_one
 
 __all__ = ["AsyncConn", "Row"]
@@ -73,6 +75,14 @@ async def update_destination(
             "max_in_flight",
             "ordering",
             "rate_limit_per_second",
+            "kind",
+            "config",
+            "config_secrets",
+            "filter",
+            "options",
+            "option_secrets",
+            "payload_format",
+            "capture_response_body",
         )
     }
     params.update(tenant_id=tenant_id, id=destination_id, actor=actor, changed=changed)
@@ -145,6 +155,13 @@ async def get_delivery(conn: AsyncConn, tenant_id: uuid.UUID, delivery_id: uuid.
     return await fetch_one(conn, "api_get_delivery", {"tenant_id": tenant_id, "id": delivery_id})
 
 
+async def get_delivery_ticket(
+    conn: AsyncConn, tenant_id: uuid.UUID, delivery_id: uuid.UUID
+) -> Row | None:
+    """The ticket a ticketing delivery wrote to, or None."""
+    return await tickets.ticket_of_delivery(conn, tenant_id, delivery_id)
+
+
 async def list_attempts(
     conn: AsyncConn, tenant_id: uuid.UUID, delivery_id: uuid.UUID, *, after: int, limit: int
 ) -> list[Row]:
@@ -162,3 +179,28 @@ async def list_audit_records(
 ) -> list[Row]:
     params = {"tenant_id": tenant_id, "after": after, "limit": limit + 1}
     return await fetch_all(conn, "api_list_audit_records", params)
+
+
+async def get_event(conn: AsyncConn, tenant_id: uuid.UUID, event_id: uuid.UUID) -> Row | None:
+    return await fetch_one(conn, "api_get_event", {"tenant_id": tenant_id, "id": event_id})
+
+
+async def list_events(
+    conn: AsyncConn,
+    tenant_id: uuid.UUID,
+    *,
+    event_type: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[Row]:
+    params = {
+        "tenant_id": tenant_id,
+        "type": event_type,
+        "since": since,
+        "until": until,
+        "after": after,
+        "limit": limit + 1,
+    }
+    return await fetch_all(conn, "api_list_events", params)

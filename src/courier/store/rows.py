@@ -31,6 +31,13 @@ async def fetch_one(conn: AsyncConn, name: LiteralString, params: Params = None)
         return await cur.fetchone()
 
 
+async def execute(conn: AsyncConn, name: LiteralString, params: Params = None) -> int:
+    """Run the statement `name` for its effect; the number of rows it touched."""
+    async with conn.cursor() as cur:
+        await cur.execute(query(name), params)
+        return cur.rowcount
+
+
 def fetch_one_sync(
     conn: psycopg.Connection[Any], name: LiteralString, params: Params = None
 ) -> Row | None:

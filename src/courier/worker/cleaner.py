@@ -1,10 +1,23 @@
-"""Retention: the cleaner deletes what is older than its keeping time, in small batches.
+"""Retention: the cleaner drops whole days of history and deletes what is older than its
+keeping time, in small batches.
 
 - `delivered` deliveries that ended more than `retention_days` ago (default 30),
 - `failed` and `dead_lettered` ones that ended more than `dead_letter_retention_days`
   ago (default 90: they are the evidence operators replay from),
-- with their attempts and lifecycle events, and then
-- events older than `retention_days` that have no delivery left.
+- with their attempts, and then
+- events older than `retention_days` that have no delivery left, and
+- destinations' own lifecycle events (`destination.disabled` / `.enabled`) older than
+  `dead_letter_retention_days`.
+
+History is partitioned by UTC day (courier.store.history). A day of attempts (the
+attempts of the deliveries made that day) is dropped whole once the day ended more than
+`retention_days` ago; the attempts of its deliveries that are kept longer (not ended,
+failed or dead-lettered within their retention, named by a replay) are copied to the
+default partition first. Only then are that day's deliveries deleted, so a delivery may
+outlive its retention by up to a day. A day of lifecycle events is dropped whole once it
+ended more than the longer of the two retention times ago: lifecycle events are a
+stream (the feed) and no longer go row by row with their delivery, except those from
+before the conversion to partitions and those in the default partition.
 
 Audit records are kept. A delivery that a remaining replay names (`replay_of`) waits
 for that replay to go first. Each batch (`batch_size` rows, default 1,000) is its own
@@ -15,17 +28,22 @@ most `max_batches` batches per tenant and table, and the next run continues.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, LiteralString
 
 import psycopg
-from psycopg.rows import dict_row
 
 from courier.settings import Settings
+from courier.store import history
+from courier.store.maintenance import exclusive_pass
 from courier.store.queries import query
 
 CLEANER_LOCK_KEY = 7_240_314_161  # pg_try_advisory_lock key of the cleaner
 DAY = 86_400.0  # seconds
+
+logger = logging.getLogger("courier.cleaner")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +72,8 @@ class CleanerRun:
             "events": 0,
         }
     )
+    dropped: list[str] = field(default_factory=list)  # partitions dropped whole
+    kept_attempts: int = 0  # attempts moved to the default partition before a drop
 
 
 class Cleaner:
@@ -63,18 +83,8 @@ class Cleaner:
 
     async def run_once(self) -> CleanerRun:
         """One pass over every tenant; returns how many rows of each kind it deleted."""
-        async with (
-            await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as conn,
-            conn.cursor(row_factory=dict_row) as cur,
-        ):
-            await cur.execute(query("maintenance_try_lock"), {"key": CLEANER_LOCK_KEY})
-            locked = await cur.fetchone()
-            if not locked or not locked["locked"]:
-                return CleanerRun(ran=False)
-            try:
-                return await self._clean(cur)
-            finally:
-                await cur.execute(query("maintenance_unlock"), {"key": CLEANER_LOCK_KEY})
+        async with exclusive_pass(self.database_url, CLEANER_LOCK_KEY) as cur:
+            return CleanerRun(ran=False) if cur is None else await self._clean(cur)
 
     async def _clean(self, cur: psycopg.AsyncCursor[dict[str, Any]]) -> CleanerRun:
         cfg = self.config
@@ -88,6 +98,9 @@ class Cleaner:
         )
         cutoffs = await cur.fetchone()
         assert cutoffs is not None
+        floors = await self._drop_days(
+            cur, cutoffs["delivered_before"], cutoffs["dead_before"], run
+        )
         await cur.execute(query("maintenance_tenants"))
         tenants = [r["id"] for r in await cur.fetchall()]
         passes = (
@@ -102,7 +115,8 @@ class Cleaner:
                         {
                             "tenant_id": tenant_id,
                             "states": states,
-                            "before": before,
+                            "before": _earlier(before, floors["delivery_attempts"]),
+                            "lifecycle_before": floors["lifecycle_events"],
                             "batch": cfg.batch_size,
                         },
                     )
@@ -112,18 +126,72 @@ class Cleaner:
                         run.deleted[key] += int(row[key])
                     if row["deliveries"] < cfg.batch_size:
                         break
-            for _ in range(cfg.max_batches):
-                await cur.execute(
-                    query("cleaner_delete_events"),
-                    {
-                        "tenant_id": tenant_id,
-                        "before": cutoffs["delivered_before"],
-                        "batch": cfg.batch_size,
-                    },
-                )
-                row = await cur.fetchone()
-                assert row is not None
-                run.deleted["events"] += int(row["events"])
-                if row["events"] < cfg.batch_size:
-                    break
+            await self._drain(
+                cur, "cleaner_delete_events", tenant_id, cutoffs["delivered_before"], run, "events"
+            )
+            await self._drain(
+                cur,
+                "cleaner_delete_destination_events",
+                tenant_id,
+                cutoffs["dead_before"],
+                run,
+                "lifecycle_events",
+            )
         return run
+
+    async def _drop_days(
+        self,
+        cur: psycopg.AsyncCursor[dict[str, Any]],
+        delivered_before: datetime,
+        dead_before: datetime,
+        run: CleanerRun,
+    ) -> dict[str, datetime | None]:
+        """Drop the days of history past retention; returns, per table, where its
+        oldest remaining day starts (None: no day partitions), below which rows go one
+        by one."""
+        lifecycle_before = min(delivered_before, dead_before)
+        floors: dict[str, datetime | None] = dict.fromkeys(history.HISTORY_TABLES)
+        for part in await history.partitions(cur):
+            due = part.ends_at <= (
+                delivered_before if part.parent == "delivery_attempts" else lifecycle_before
+            )
+            if due:
+                try:
+                    if part.parent == "delivery_attempts":
+                        run.kept_attempts += await history.drop_attempts_partition(
+                            cur, part, delivered_before, dead_before
+                        )
+                    else:
+                        await history.drop_lifecycle_partition(cur, part)
+                    run.dropped.append(part.name)
+                    continue
+                except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
+                    # a long transaction on the table: the next pass tries again
+                    logger.warning("retention: %s is busy; dropping it next pass", part.name)
+            if part.starts_at is not None and floors[part.parent] is None:
+                floors[part.parent] = part.starts_at
+        return floors
+
+    async def _drain(
+        self,
+        cur: psycopg.AsyncCursor[dict[str, Any]],
+        statement: LiteralString,
+        tenant_id: Any,
+        before: Any,
+        run: CleanerRun,
+        counted: str,
+    ) -> None:
+        """Run a batched delete until a batch comes back short (or max_batches ran)."""
+        cfg = self.config
+        params = {"tenant_id": tenant_id, "before": before, "batch": cfg.batch_size}
+        for _ in range(cfg.max_batches):
+            await cur.execute(query(statement), params)
+            row = await cur.fetchone()
+            assert row is not None
+            run.deleted[counted] += int(row[counted])
+            if row[counted] < cfg.batch_size:
+                break
+
+
+def _earlier(cutoff: datetime, floor: datetime | None) -> datetime:
+    return cutoff if floor is None else min(cutoff, floor)

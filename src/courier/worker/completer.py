@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,8 +36,10 @@ class Completer:
         batch_target: int = 64,
         on_committed: Callable[[list[Completion], list[Completed]], None],
         on_db_error: Callable[[BaseException], Awaitable[None]],
+        pooled: bool = False,
     ) -> None:
         self._worker_id = worker_id
+        self._pooled = pooled
         self._connect = connect
         self._interval_s = interval_s
         self._pending: list[Completion] = []
@@ -50,8 +51,6 @@ class Completer:
         self._on_committed = on_committed
         self._on_db_error = on_db_error
         self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     @property
     def pending(self) -> int:
@@ -63,19 +62,14 @@ class Completer:
             async with self._space:
                 await self._space.wait_for(lambda: len(self._pending) < self._max_pending)
         self._pending.append(completion)
-        self._idle.clear()
         self._has_items.set()
         if len(self._pending) >= self._batch_target:
             self._full.set()
-
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush until stopped and nothing is left to write."""
         while True:
             if not self._pending:
-                self._idle.set()
                 if stop.is_set():
                     break
                 self._has_items.clear()
@@ -99,7 +93,7 @@ class Completer:
             if self._conn is None or self._conn.closed:
                 self._conn = await self._connect()
             written = await complete_attempts(
-                self._conn, worker_id=self._worker_id, completions=batch
+                self._conn, worker_id=self._worker_id, completions=batch, pooled=self._pooled
             )
         except (psycopg.Error, OSError) as exc:
             await self._drop_connection()
@@ -120,7 +114,3 @@ class Completer:
 
     async def close(self) -> None:
         await self._drop_connection()
-
-
-def keys_of(completions: list[Completion]) -> set[tuple[uuid.UUID, uuid.UUID]]:
-    return {c.key for c in completions}

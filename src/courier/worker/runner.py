@@ -11,22 +11,32 @@ import uuid
 
 import psycopg
 
+from courier.adapters.router import KindRouter
 from courier.adapters.webhook import WebhookAdapter
-from courier.crypto import SecretBox
+from courier.crypto import SecretBox, SecretKeyError
+from courier.errors import CourierError
+from courier.keycheck import check_secret_key
 from courier.metrics import CourierMetrics
 from courier.settings import Settings
-from courier.store.database import DatabaseUnavailable, describe_url
+from courier.store.database import check_reachable, unreachable
+from courier.store.pooler import direct_url
 from courier.tenancy import resolve_tenants
 from courier.worker.cleaner import Cleaner, CleanerConfig
 from courier.worker.health import HealthConfig, HealthService
 from courier.worker.maintenance import Service
 from courier.worker.metrics_server import serving_metrics
+from courier.worker.partitions import HistoryPartitions
 from courier.worker.worker import Worker, WorkerConfig
 
 logger = logging.getLogger("courier.worker")
 
 
-class WorkerConfigError(ValueError):
+# How long a starting worker waits for a database that is starting, restarting or not yet
+# listening (a wrong URL, role or password fails at once).
+START_WAIT_S = 60.0
+
+
+class WorkerConfigError(CourierError, ValueError):
     pass
 
 
@@ -38,11 +48,10 @@ def build_config(settings: Settings, database_url: str) -> WorkerConfig:
             with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
                 tenant_ids = resolve_tenants(conn, refs)
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(
-                f"cannot reach the database at {describe_url(database_url)}"
-            ) from exc
+            raise unreachable(database_url, exc) from None
     return WorkerConfig(
         database_url=database_url,
+        direct_url=direct_url(settings, database_url),
         worker_id=settings.worker_id,
         tenant_ids=tenant_ids,
         concurrency=settings.worker_concurrency,
@@ -62,15 +71,29 @@ def build_worker(
             "COURIER_SECRET_KEY is not set: the worker needs it to decrypt signing secrets"
         )
     config = build_config(settings, database_url)
-    adapter = WebhookAdapter(
+    webhook = WebhookAdapter(
         allow_private=settings.allow_private_destinations,
         allowed_networks=settings.allowed_network_list(),
+        dns_servers=settings.dns_server_list(),
+        egress_proxy=settings.egress_proxy,
     )
-    # Retention and destination health run on a ticker in every worker; each pass takes
-    # an advisory lock, so many workers still run one pass at a time.
+    adapter = KindRouter(
+        webhook,
+        allow_private=settings.allow_private_destinations,
+        allowed_networks=settings.allowed_network_list(),
+        dns_servers=settings.dns_server_list(),
+        database_url=database_url,
+        pooled=config.pooled,
+    )
+    # History partitions, retention and destination health run on a ticker in every
+    # worker; each pass takes an advisory lock, so many workers still run one pass at a
+    # time. The lock is a
+    # session's and spans many transactions: the passes connect past any pooler.
+    direct = direct_url(settings, database_url)
     maintenance: list[Service] = [
-        Cleaner(database_url, CleanerConfig.from_settings(settings)),
-        HealthService(database_url, HealthConfig.from_settings(settings)),
+        HistoryPartitions(direct),
+        Cleaner(direct, CleanerConfig.from_settings(settings)),
+        HealthService(direct, HealthConfig.from_settings(settings)),
     ]
     return Worker(
         config,
@@ -106,6 +129,7 @@ async def run_until_signalled(
         database_url=worker.config.database_url,
         port=metrics_port,
         token=metrics_token,
+        dead_loops=worker.dead_loops,
     ):
         await worker.run(stop)
     logger.info("worker %s stopped", worker.config.worker_id)
@@ -128,8 +152,26 @@ def _tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def verify_secret_key(
+    database_url: str, box: SecretBox, tenant_ids: list[uuid.UUID] | None
+) -> None:
+    """Refuse to start (WorkerConfigError, one line) when the key opens no secret it must."""
+    check_reachable(database_url, START_WAIT_S)  # the server may be restarting right now
+    try:
+        with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+            check_secret_key(conn, box, tenant_ids)
+    except psycopg.OperationalError as exc:
+        raise unreachable(database_url, exc) from None
+    except SecretKeyError as exc:
+        raise WorkerConfigError(str(exc)) from None
+
+
 def run_worker(settings: Settings, database_url: str) -> None:
     worker = build_worker(settings, database_url)
+    tenant_ids = worker.config.tenant_ids
+    verify_secret_key(
+        database_url, worker.secret_box, None if tenant_ids is None else list(tenant_ids)
+    )
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     main = run_until_signalled(
         worker, metrics_port=settings.worker_metrics_port, metrics_token=token

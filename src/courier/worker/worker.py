@@ -7,6 +7,12 @@ frees starts its next delivery at once instead of after a database round trip. S
 tasks keep leases alive (heartbeat) and listen for NOTIFY. When idle it sleeps until a
 NOTIFY, the next due retry, or the jittered poll interval, whichever comes first.
 
+A claimed row whose destination's signing secret no key of this worker opens (a wrong
+or incomplete COURIER_SECRET_KEY) is not attempted: its claim is undone without
+spending an attempt and it waits `unsignable_delay_s`, loudly (an ERROR line per
+destination, `courier_secret_decrypt_failures_total`), so a misconfigured worker never
+burns retries or dead-letters deliveries it never sent.
+
 Stopping (SIGTERM/SIGINT): no new claims; in-flight deliveries get a grace period; what
 is still unfinished then is cancelled and its lease handed back (expired at once), so
 another worker picks it up immediately and closes the lost attempt as `abandoned`.
@@ -28,9 +34,15 @@ from typing import Any
 
 import psycopg
 
-from courier.adapters.base import AttemptResult, DeliveryAdapter, DeliveryRequest
-from courier.crypto import SecretBox
-from courier.enqueue import NOTIFY_CHANNEL
+from courier.adapters.base import (
+    AttemptResult,
+    DeliveryAdapter,
+    DeliveryRequest,
+    RequestOptions,
+)
+from courier.crypto import SecretBox, SecretKeyError
+from courier.destination_options import envelope, open_options, request_options
+from courier.errors import CourierError
 from courier.logs import batched_log_lines
 from courier.metrics import CourierMetrics
 from courier.redact import summarize
@@ -38,6 +50,8 @@ from courier.retry import RetryPolicy, decide
 from courier.store import deliveries as store
 from courier.store.database import describe_url, hot_path_options
 from courier.store.deliveries import ClaimedDelivery, Completed, Completion
+from courier.store.notify import listen
+from courier.store.pooler import is_pooled, pooled_kwargs
 from courier.worker.completer import Completer
 from courier.worker.delivery_log import log_completion
 from courier.worker.maintenance import Service, run_maintenance
@@ -53,6 +67,15 @@ CAPPED_RETRY_S = 0.05  # re-claim delay while due work is held back by in-flight
 Key = tuple[uuid.UUID, uuid.UUID]
 # The live signing secrets of a claimed row, or why it cannot be signed.
 Secrets = tuple[str, ...] | Exception
+# A broker kind's config with its secret fields decrypted, and those secrets' values.
+KindConfig = tuple[dict[str, Any], tuple[str, ...]]
+_NO_CONFIG: KindConfig = ({}, ())
+# What a claimed row is delivered with besides its payload.
+Prepared = tuple[ClaimedDelivery, Secrets, KindConfig, RequestOptions | None]
+
+
+class LoopDied(CourierError, RuntimeError):
+    """One of a worker's loops (listener, heartbeat, maintenance, completer) ended alone."""
 
 
 @dataclass(slots=True)
@@ -66,13 +89,20 @@ class WorkerConfig:
     lease_seconds: float = 60.0
     shutdown_grace_s: float = 30.0
     completion_interval_s: float = 0.02
+    # How long a delivery this worker cannot sign waits before it is claimed again.
+    unsignable_delay_s: float = 30.0
     # Claimed rows kept ready beyond the in-flight slots; None: half the concurrency, at
     # most one batch.
     prefetch: int | None = None
+    # PostgreSQL itself when database_url is a transaction-mode pooler: the LISTEN
+    # connection goes here (see courier.store.pooler). None: database_url.
+    direct_url: str | None = None
     tenant_filter: frozenset[str] = field(init=False)
+    pooled: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.tenant_filter = frozenset(str(t) for t in self.tenant_ids or ())
+        self.pooled = is_pooled(self.database_url, self.direct_url)
         if self.prefetch is None:
             self.prefetch = min(self.batch_size, max(1, self.concurrency // 2))
 
@@ -92,11 +122,13 @@ class Worker:
         self._maintenance_interval_s = maintenance_interval_s
         self.adapter = adapter
         self.secret_box = secret_box
-        self.metrics = metrics or CourierMetrics()
+        self.metrics = metrics or CourierMetrics(api=False)
         self._held: dict[Key, int] = {}  # claimed and not yet committed -> attempt number
         self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._loops: list[asyncio.Task[None]] = []  # side tasks and completer, while running
+        self._died: list[str] = []  # loops that ended alone: the worker is stopping for them
         # Claimed (leased, attempt row written) but not started: started as slots free.
-        self._ready: collections.deque[tuple[ClaimedDelivery, Secrets]] = collections.deque()
+        self._ready: collections.deque[Prepared] = collections.deque()
         self._slot_freed = asyncio.Event()
         # The claim loop tops up ready rows once they fall to this many (half the prefetch).
         self._low_water = (config.prefetch or 0) // 2
@@ -112,6 +144,7 @@ class Worker:
             batch_target=config.batch_size,
             on_committed=self._on_committed,
             on_db_error=self._db_error,
+            pooled=config.pooled,
         )
         self.claimed_total = 0
         self.completed_total = 0
@@ -119,11 +152,29 @@ class Worker:
     # -- connections -------------------------------------------------------------------
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        """A connection for the claim, completions and leases (through the pooler, if any)."""
+        url = self.config.database_url
+        # A pooler refuses `options`; the store sets HOT_PATH_SETTINGS per transaction.
+        session = pooled_kwargs(True) if self.config.pooled else {"options": hot_path_options(url)}
         conn = await psycopg.AsyncConnection.connect(
-            self.config.database_url,
+            url,
             autocommit=True,
             application_name=f"courier-worker {self.config.worker_id}"[:63],
-            options=hot_path_options(self.config.database_url),
+            **session,
+        )
+        self._db_failures = 0
+        return conn
+
+    async def _connect_direct(self) -> psycopg.AsyncConnection[Any]:
+        """The LISTEN connection: a NOTIFY reaches only the session that listens, so it
+        bypasses a transaction-mode pooler."""
+        if not self.config.pooled:
+            return await self._connect()
+        assert self.config.direct_url is not None
+        conn = await psycopg.AsyncConnection.connect(
+            self.config.direct_url,
+            autocommit=True,
+            application_name=f"courier-listen {self.config.worker_id}"[:63],
         )
         self._db_failures = 0
         return conn
@@ -157,23 +208,72 @@ class Worker:
     # -- the main loop -------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop`; raises LoopDied if one of the worker's loops ended alone.
+
+        A loop that dies (an unexpected exception, or a return while not stopping) would
+        leave the worker claiming without wake-ups, leases or completions: the worker stops
+        as if signalled, hands back what it holds, and raises, so that the process exits
+        non-zero and its supervisor starts a fresh one.
+        """
+        halt = asyncio.Event()  # the caller's stop, or a loop's death
+        forward = asyncio.create_task(_forward(stop, halt), name="courier-stop")
+        died: list[str] = []
+
+        def supervise(task: asyncio.Task[None]) -> None:
+            if halt.is_set() and (task.cancelled() or task.exception() is None):
+                return  # a loop ending because we stop
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                reason = f"{type(error).__name__}: {error}"
+            else:
+                reason = "cancelled" if task.cancelled() else "it returned"
+            died.append(f"{task.get_name()} ({reason})")
+            self._died.append(task.get_name())
+            logger.error(
+                "worker loop %s stopped unexpectedly (%s); stopping the worker",
+                task.get_name(),
+                reason,
+                exc_info=error,
+            )
+            halt.set()
+
         completer_stop = asyncio.Event()
         side = [
-            asyncio.create_task(self._listen(stop), name="courier-listen"),
-            asyncio.create_task(self._heartbeat(stop), name="courier-heartbeat"),
+            asyncio.create_task(self._listen(halt), name="courier-listen"),
+            asyncio.create_task(self._heartbeat(halt), name="courier-heartbeat"),
         ]
         if self._maintenance and self._maintenance_interval_s > 0:
             side.append(
                 asyncio.create_task(
-                    run_maintenance(self._maintenance, self._maintenance_interval_s, stop),
+                    run_maintenance(self._maintenance, self._maintenance_interval_s, halt),
                     name="courier-maintenance",
                 )
             )
         completer = asyncio.create_task(self._completer.run(completer_stop), name="completer")
+        self._loops = [*side, completer]
+        for task in self._loops:
+            task.add_done_callback(supervise)
         try:
-            await self._claim_loop(stop)
+            await self._claim_loop(halt)
         finally:
+            self._loops = []
+            for task in (*side, completer):
+                task.remove_done_callback(supervise)
+            forward.cancel()
             await self._shutdown(completer, completer_stop, side)
+        if died:
+            raise LoopDied(", ".join(died))
+
+    def dead_loops(self) -> list[str] | None:
+        """Loops that ended while the worker ran (liveness); None when it is not running.
+
+        A loop that died stays listed while the worker stops because of it.
+        """
+        if self._died:
+            return list(self._died)
+        if not self._loops:
+            return None
+        return [task.get_name() for task in self._loops if task.done()]
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         cfg = self.config
@@ -209,13 +309,16 @@ class Worker:
                     lease_seconds=cfg.lease_seconds,
                     tenant_ids=cfg.tenant_ids,
                     cursor=self._claim_cursor,
+                    pooled=cfg.pooled,
                 )
             except (psycopg.Error, OSError) as exc:
                 await self._drop_claim_connection()
                 await self._db_error(exc)
                 continue
             self._db_failures = 0
-            self._hold(claimed)
+            unsignable = self._hold(claimed)
+            if unsignable:
+                await self._hand_back(conn, unsignable)
             if len(claimed) == limit:
                 continue  # there is probably more
             if self._wake.is_set():
@@ -250,24 +353,82 @@ class Worker:
                 return  # the walk stopped early; more destinations follow the cursor
         await _wait_any(stop, *events, timeout=timeout)
 
-    def _hold(self, claimed: Sequence[ClaimedDelivery]) -> None:
+    def _hold(self, claimed: Sequence[ClaimedDelivery]) -> list[ClaimedDelivery]:
+        """Queue what can be signed; returns the rows whose secrets do not decrypt."""
         # Rows of one destination share one secrets list: resolve each list once.
         now = datetime.now(UTC).isoformat()
         resolved: dict[int, Secrets] = {}
+        configs: dict[int, KindConfig | SecretKeyError] = {}
+        options: dict[tuple[int, int, bool], RequestOptions | SecretKeyError] = {}
+        unsignable: list[ClaimedDelivery] = []
         for row in claimed:
-            self._held[row.key] = row.attempt_number
             secrets = resolved.get(id(row.signing_secrets))
             if secrets is None:
                 secrets = resolved[id(row.signing_secrets)] = self._live_secrets(row, now)
-            self._ready.append((row, secrets))
-        self.claimed_total += len(claimed)
+            if isinstance(secrets, SecretKeyError):
+                unsignable.append(row)
+                continue
+            config = _NO_CONFIG
+            if row.config_secrets:
+                found = configs.get(id(row.config_secrets))
+                if found is None:
+                    found = configs[id(row.config_secrets)] = self._kind_config(row)
+                if isinstance(found, SecretKeyError):
+                    unsignable.append(row)  # handed back like a secret that won't open
+                    continue
+                config = found
+            elif row.config:
+                config = (row.config, ())
+            opened: RequestOptions | None = None
+            if row.options or row.capture_response_body:
+                # Rows with equal options share their parsed dicts (the secrets' tokens
+                # differ per destination): opened once per claim.
+                slot = (id(row.options), id(row.option_secrets), row.capture_response_body)
+                found_options = options.get(slot)
+                if found_options is None:
+                    found_options = options[slot] = self._request_options(row)
+                if isinstance(found_options, SecretKeyError):
+                    unsignable.append(row)
+                    continue
+                opened = found_options
+            self._held[row.key] = row.attempt_number
+            self._ready.append((row, secrets, config, opened))
+        self.claimed_total += len(claimed) - len(unsignable)
         self.metrics.in_flight.set(len(self._held))
         self._start_ready()
+        return unsignable
+
+    async def _hand_back(
+        self, conn: psycopg.AsyncConnection[Any], rows: list[ClaimedDelivery]
+    ) -> None:
+        """Undo the claims of rows we cannot sign: no attempt spent, and say so loudly."""
+        delay = self.config.unsignable_delay_s
+        self.metrics.secret_decrypt_failures_total.inc(len(rows))
+        by_destination = collections.Counter(row.destination_id for row in rows)
+        for destination_id, count in by_destination.items():
+            logger.error(
+                "destination %s: its signing secret (or a secret config field or option) cannot be "
+                "decrypted with COURIER_SECRET_KEY (wrong key, or the key that encrypted it "
+                "was removed); %d delivery(ies) handed back without spending an attempt, "
+                "retrying in %.0fs",
+                destination_id,
+                count,
+                delay,
+            )
+        try:
+            await store.hand_back_unsignable(
+                conn, worker_id=self.config.worker_id, claimed=rows, delay_s=delay
+            )
+        except (psycopg.Error, OSError) as exc:
+            # Not handed back: the leases expire and the next claim closes the attempts
+            # as abandoned, as for any lost worker.
+            await self._drop_claim_connection()
+            await self._db_error(exc)
 
     def _start_ready(self) -> None:
         while self._ready and len(self._tasks) < self.config.concurrency:
-            row, secrets = self._ready.popleft()
-            self._tasks[row.key] = asyncio.create_task(self._deliver(row, secrets))
+            row, secrets, config, opened = self._ready.popleft()
+            self._tasks[row.key] = asyncio.create_task(self._deliver(row, secrets, config, opened))
 
     # -- one delivery --------------------------------------------------------------------
 
@@ -281,9 +442,30 @@ class Worker:
         except Exception as exc:  # a destination we cannot sign for must not crash us
             return exc
 
-    async def _deliver(self, row: ClaimedDelivery, secrets: Secrets) -> None:
+    def _kind_config(self, row: ClaimedDelivery) -> KindConfig | SecretKeyError:
         try:
-            if isinstance(secrets, Exception):
+            opened = {k: self.secret_box.decrypt(t) for k, t in row.config_secrets.items()}
+        except SecretKeyError as exc:
+            return exc
+        return {**row.config, **opened}, tuple(opened.values())
+
+    def _request_options(self, row: ClaimedDelivery) -> RequestOptions | SecretKeyError:
+        try:
+            opened = {k: self.secret_box.decrypt(t) for k, t in row.option_secrets.items()}
+        except SecretKeyError as exc:
+            return exc
+        whole = open_options(row.options, opened)
+        return request_options(whole, row.capture_response_body)
+
+    async def _deliver(
+        self,
+        row: ClaimedDelivery,
+        secrets: Secrets,
+        config: KindConfig,
+        opened: RequestOptions | None,
+    ) -> None:
+        try:
+            if isinstance(secrets, Exception):  # not a key problem (those are handed back)
                 result = AttemptResult(
                     outcome="retryable_failure",
                     http_status=None,
@@ -294,13 +476,25 @@ class Worker:
                 request = DeliveryRequest(
                     url=row.url,
                     event_id=str(row.event_id),
-                    body=row.payload,
+                    body=row.payload if row.payload_format == "raw" else _envelope(row),
                     secrets=secrets,
                     timeout_s=row.timeout_ms / 1000,
+                    tenant_id=str(row.tenant_id),
+                    kind=row.kind,
+                    event_type=row.event_type,
+                    config=config[0],
+                    config_secrets=config[1],
+                    max_in_flight=row.max_in_flight,
+                    destination_id=row.destination_id,
+                    delivery_id=row.id,
+                    attempt_number=row.attempt_number,
+                    options=opened,
                 )
                 result = await self.adapter.deliver(request)
             completion = self._decide(row, result)
-            self.metrics.attempt(row.destination_id, result.outcome, result.duration_ms / 1000)
+            self.metrics.attempt(
+                row.destination_id, result.outcome, result.duration_ms / 1000, row.kind
+            )
             await self._completer.submit(completion)
         finally:
             self._tasks.pop(row.key, None)
@@ -340,6 +534,7 @@ class Worker:
             error_summary=result.error_summary,
             duration_ms=result.duration_ms,
             reason=decision.reason,
+            response_body_excerpt=result.response_body_excerpt,
         )
 
     def _on_committed(self, batch: list[Completion], written: list[Completed]) -> None:
@@ -379,25 +574,19 @@ class Worker:
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """Turn NOTIFYs for the tenants we serve into wake-ups; reconnect on failure."""
-        while not stop.is_set():
-            try:
-                conn = await self._connect()
-                try:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    self._wake.set()  # anything enqueued while we were not listening
-                    while not stop.is_set():
-                        async for note in conn.notifies(timeout=1.0):
-                            if not self.config.tenant_filter or (
-                                note.payload in self.config.tenant_filter
-                            ):
-                                self._wake.set()
-                finally:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-            except (psycopg.Error, OSError) as exc:
-                if stop.is_set():
-                    return
-                await self._db_error(exc)
+        served = self.config.tenant_filter
+
+        def woken(tenant: str) -> None:
+            if not served or tenant in served:
+                self._wake.set()
+
+        await listen(
+            self._connect_direct,
+            stop,
+            on_notify=woken,
+            on_listening=self._wake.set,  # anything enqueued while we were not listening
+            on_error=self._db_error,
+        )
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         """Keep the leases of held rows alive while their requests run."""
@@ -418,6 +607,7 @@ class Worker:
                         worker_id=self.config.worker_id,
                         keys=keys,
                         lease_seconds=self.config.lease_seconds,
+                        pooled=self.config.pooled,
                     )
                 except (psycopg.Error, OSError) as exc:
                     if conn is not None:
@@ -454,10 +644,8 @@ class Worker:
                 await asyncio.wait(unfinished)
         completer_stop.set()
         # The completer writes what it has, then exits; a dead database must not hang us.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.shield(completer), timeout=max(5.0, self.config.shutdown_grace_s)
-            )
+        # (A completer that died already is reported by run(): nothing more to wait for.)
+        await asyncio.wait({completer}, timeout=max(5.0, self.config.shutdown_grace_s))
         if not completer.done():
             completer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -472,7 +660,7 @@ class Worker:
             try:
                 conn = await self._claim_connection()
                 released = await store.release_leases(
-                    conn, worker_id=self.config.worker_id, keys=keys
+                    conn, worker_id=self.config.worker_id, keys=keys, pooled=self.config.pooled
                 )
                 logger.info("stopping: handed back %d unfinished deliveries", released)
             except (psycopg.Error, OSError) as exc:
@@ -489,6 +677,11 @@ class Worker:
 _retry_policy = functools.lru_cache(maxsize=1024)(RetryPolicy)
 
 
+async def _forward(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
+
+
 async def _wait_any(stop: asyncio.Event, *events: asyncio.Event, timeout: float | None) -> None:
     waiters = [asyncio.ensure_future(e.wait()) for e in (stop, *events)]
     try:
@@ -496,3 +689,7 @@ async def _wait_any(stop: asyncio.Event, *events: asyncio.Event, timeout: float 
     finally:
         for w in waiters:
             w.cancel()
+
+
+def _envelope(row: ClaimedDelivery) -> bytes:
+    return envelope(row.event_type, row.event_created_at or row.created_at, row.payload)

@@ -22,7 +22,7 @@ import uvicorn
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright
 from pydantic import SecretStr
 
-from courier.api.app import create_app
+from courier.asgi import create_app
 from courier.settings import Settings
 from courier.tenancy import create_tenant
 from tests.support.engine import make_worker, run_workers

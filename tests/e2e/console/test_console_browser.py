@@ -18,6 +18,7 @@ from playwright.async_api import Page, expect
 
 from courier.enqueue import enqueue_event
 from tests.e2e.console.conftest import Console, Tenant, screenshot_dir
+from tests.support.broker_servers import RedisServer
 from tests.support.engine import Engine, wait_terminal
 
 XSS_BODY = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
@@ -97,6 +98,48 @@ async def test_sign_in_pick_a_destination_and_read_its_attempts(
     await expect(page.locator("#why")).to_have_count(0)  # nothing to explain
     # the payload's markup is shown as text
     await expect(page.locator("pre.payload")).to_contain_text("</pre><b>not bold</b>")
+
+
+async def test_a_broker_destination_shows_its_kind_redacted_config_and_attempts(
+    console: Console, engine: Engine, page: Page, tmp_path: Path
+) -> None:
+    password = f"pw-{uuid.uuid4().hex}"
+    redis_server = RedisServer(tmp_path, password=password)
+    await redis_server.start()
+    try:
+        acme = console.make_tenant("acme")
+        stream, _ = engine.make_destination(
+            "",
+            tenant_id=acme.id,
+            name="orders-stream",
+            kind="redis_stream",
+            config={"url": redis_server.url, "stream": "orders", "maxlen": 500},
+        )
+        _send(engine.conn, acme, "order.created")
+        await wait_terminal(engine.db_url, 1)
+    finally:
+        await redis_server.kill()
+
+    await console.sign_in(acme)
+    row = page.locator(f'tr[data-destination="{stream["id"]}"]')
+    await expect(row.locator(".kind")).to_have_text("redis_stream")
+    await page.click("text=orders-stream")
+    await page.wait_for_url(f"{console.url}/console/integrations/{stream['id']}")
+    await expect(page.locator(".url")).to_have_text(f"redis://127.0.0.1:{redis_server.port}")
+    await expect(page.locator("#kind-name")).to_have_text("redis_stream")
+    await expect(page.locator('dd.config[data-field="url"]')).to_have_text("<redacted>")
+    await expect(page.locator('dd.config[data-field="stream"]')).to_have_text("orders")
+    await expect(page.locator('dd.config[data-field="maxlen"]')).to_have_text("500")
+    assert password not in await page.content()
+
+    (delivery_id,) = _delivery_ids(engine.conn, stream["id"])
+    await page.click(f'tr[data-delivery="{delivery_id}"] a')
+    await page.wait_for_url(f"{console.url}/console/deliveries/{delivery_id}")
+    (attempt,) = await page.locator("ol.timeline li.attempt[data-attempt]").all()
+    await expect(attempt.locator(".outcome")).to_have_text("succeeded")
+    await expect(attempt.locator(".http")).to_have_text("XADD: entry added")
+    await expect(page.locator("#summary .kind")).to_have_text("redis_stream")
+    assert password not in await page.content()
 
 
 async def test_a_dead_letter_is_explained_then_replayed_and_watched_to_delivery(

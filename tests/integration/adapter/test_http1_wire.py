@@ -309,3 +309,114 @@ async def test_a_timed_out_connection_is_not_reused(
     # Its response could still arrive and would answer the next request: a new connection.
     assert (await adapter.deliver(request(server.url))).outcome == "succeeded"
     assert server.connections == 2
+
+
+async def test_an_endless_trailer_is_cut_off_at_the_response_bound(
+    scripted: Callable[..., Awaitable[Scripted]], adapter: WebhookAdapter
+) -> None:
+    # The body is complete; the trailer field after it never ends. Its bytes count
+    # against the same bound as the head and body, so the client hangs up early.
+    limit = 32 * 1024 * 1024
+    sent = [0]
+
+    async def endless_trailer(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Scripted
+    ) -> None:
+        await state.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: ")
+        while sent[0] < limit:
+            writer.write(b"t" * 65536)
+            await writer.drain()
+            sent[0] += 65536
+        writer.write(b"\r\n\r\n")
+
+    server = await scripted(endless_trailer)
+    result = await adapter.deliver(request(server.url))
+    assert result.outcome == "retryable_failure"
+    assert result.error_summary == (
+        "invalid response: the response did not end within 192 KiB "
+        "(head, body, chunk framing and trailers all count)"
+    )
+    await asyncio.sleep(0.1)  # the receiver's next write meets the closed connection
+    assert sent[0] < limit
+
+
+async def test_a_connection_with_unsent_request_bytes_is_never_reused(
+    scripted: Callable[..., Awaitable[Scripted]], adapter: WebhookAdapter
+) -> None:
+    # The receiver answers after the head, keeps the connection and never drains the
+    # body: had the client pooled it, the next request would follow the rest of this
+    # body, and the receiver would read that body's bytes as the next request's start.
+    payload = b'{"card":"' + b"4" * (16 * 1024 * 1024) + b'"}'
+
+    async def answer_early_then_read_on(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Scripted
+    ) -> None:
+        if state.connections > 1:
+            await answer_each(OK)(reader, writer, state)
+            return
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.3)  # the client has the answer while its body is unsent
+        seen = bytearray()
+        while not seen.endswith(b"\r\n\r\n") and b"\r\n\r\n" not in seen[-65536:]:
+            chunk = await reader.read(65536)
+            if not chunk:
+                return
+            seen += chunk
+        echo = b"cannot parse: " + bytes(seen[:40])
+        writer.write(b"HTTP/1.1 400 Bad\r\nContent-Length: %d\r\n\r\n" % len(echo) + echo)
+        await writer.drain()
+        await reader.read()
+
+    server = await scripted(answer_early_then_read_on)
+    first = await adapter.deliver(DeliveryRequest(server.url, "msg_1", payload, (SECRET,), 10.0))
+    assert first.http_status == 413
+    second = await adapter.deliver(request(server.url, event_id="msg_2", timeout_s=10.0))
+    assert (second.outcome, second.error_summary) == ("succeeded", None)
+    assert server.connections == 2
+
+
+async def test_connections_are_pooled_per_tenant(
+    scripted: Callable[..., Awaitable[Scripted]], adapter: WebhookAdapter
+) -> None:
+    server = await scripted(answer_each(OK, OK, OK))
+    for tenant in ("tenant_a", "tenant_b", "tenant_a", "tenant_b"):
+        delivery = DeliveryRequest(server.url, "msg_1", BODY, (SECRET,), 5.0, tenant)
+        assert (await adapter.deliver(delivery)).outcome == "succeeded"
+    # Each tenant reuses its own connection, never the other's.
+    assert server.connections == 2
+
+
+async def test_a_body_the_receiver_left_unread_never_reaches_another_tenant(
+    scripted: Callable[..., Awaitable[Scripted]], adapter: WebhookAdapter
+) -> None:
+    # The first connection's receiver answers after the head and keeps the connection
+    # without reading the (small, wholly sent) body: the client cannot see that, so only
+    # a pool kept per tenant stops those bytes from prefixing another tenant's request,
+    # which this receiver would quote back in an error.
+    payload = b'{"tenant_a_card":"4111111111111111"}'
+
+    async def ignore_the_body(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Scripted
+    ) -> None:
+        if state.connections > 1:
+            await answer_each(OK)(reader, writer, state)
+            return
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        seen = await reader.readuntil(b"\r\n\r\n")  # the leftover body, then the next head
+        echo = b"cannot parse: " + seen[:40]
+        writer.write(b"HTTP/1.1 400 Bad\r\nContent-Length: %d\r\n\r\n" % len(echo) + echo)
+        await writer.drain()
+        await reader.read()
+
+    server = await scripted(ignore_the_body)
+    mine = DeliveryRequest(server.url, "msg_1", payload, (SECRET,), 5.0, "tenant_a")
+    assert (await adapter.deliver(mine)).outcome == "succeeded"
+    theirs = DeliveryRequest(server.url, "msg_2", BODY, (SECRET,), 5.0, "tenant_b")
+    result = await adapter.deliver(theirs)
+    assert (result.outcome, result.error_summary) == ("succeeded", None)
+    assert server.connections == 2

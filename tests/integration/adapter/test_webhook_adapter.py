@@ -42,7 +42,12 @@ LEAKY_PASSWORD = "hunter2-pass"
 
 def make_request(url: str, *, timeout_s: float = 5.0, event_id: str = "msg_1") -> DeliveryRequest:
     return DeliveryRequest(
-        url=url, event_id=event_id, body=BODY, secrets=(SECRET_A, SECRET_B), timeout_s=timeout_s
+        url=url,
+        event_id=event_id,
+        body=BODY,
+        secrets=(SECRET_A, SECRET_B),
+        timeout_s=timeout_s,
+        event_type="invoice.paid",
     )
 
 
@@ -234,6 +239,7 @@ async def test_200_succeeds_and_receiver_gets_exact_signed_request(
     assert headers["webhook-id"] == "msg_2abc"
     assert before <= int(headers["webhook-timestamp"]) <= int(time.time())
     assert headers["content-type"] == "application/json"
+    assert headers["courier-event-type"] == "invoice.paid"
     assert headers["user-agent"] == f"courier-webhooks/{__version__}"
     assert len(headers["webhook-signature"].split()) == 2
     for secret in (SECRET_A, SECRET_B):
@@ -548,24 +554,30 @@ async def test_ssrf_guard_refuses_loopback_before_connecting(
     assert result.outcome == "permanent_failure"
     assert result.http_status is None
     assert result.error_summary is not None
-    assert "refused" in result.error_summary or "invalid URL" in result.error_summary
+    assert "not allowed" in result.error_summary or "invalid URL" in result.error_summary
     assert tcp_counter.connections == 0
 
 
-async def test_ssrf_refusal_names_address_and_reason(tcp_counter: ConnectionCounter) -> None:
+async def test_ssrf_refusal_names_the_class_of_address_never_the_address(
+    tcp_counter: ConnectionCounter,
+) -> None:
     guarded = WebhookAdapter()
     try:
         literal = await guarded.deliver(make_request(f"http://127.0.0.1:{tcp_counter.port}/"))
         named = await guarded.deliver(make_request(f"http://localhost:{tcp_counter.port}/"))
+        mapped = await guarded.deliver(
+            make_request(f"http://[::ffff:127.0.0.1]:{tcp_counter.port}/")
+        )
         metadata = await guarded.deliver(make_request("http://169.254.169.254/latest/meta-data"))
     finally:
         await guarded.close()
-    assert literal.error_summary == "destination address refused: 127.0.0.1 is loopback"
-    assert named.error_summary is not None
-    assert named.error_summary.startswith("destination address refused: ")
-    assert "loopback" in named.error_summary
+    assert literal.error_summary == "destination address not allowed: loopback"
+    # What an internal name resolves to is not the tenant's to learn.
+    assert named.error_summary == "destination address not allowed: loopback"
+    assert mapped.error_summary == "destination address not allowed: loopback"
     assert metadata.outcome == "permanent_failure"
-    assert metadata.error_summary == "destination address refused: 169.254.169.254 is link-local"
+    assert metadata.error_summary == "destination address not allowed: link-local"
+    assert tcp_counter.connections == 0
 
 
 async def test_ssrf_guard_refuses_and_receiver_sees_nothing(receiver: Receiver) -> None:
@@ -576,7 +588,7 @@ async def test_ssrf_guard_refuses_and_receiver_sees_nothing(receiver: Receiver) 
         await guarded.close()
     assert result.outcome == "permanent_failure"
     assert result.error_summary is not None
-    assert "refused" in result.error_summary
+    assert "not allowed" in result.error_summary
     assert sum(receiver.hits.values()) == 0
 
 

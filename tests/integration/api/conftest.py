@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from courier.api.app import create_app
+from courier.asgi import create_app
 from courier.settings import Settings
 from courier.tenancy import create_tenant
 

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from courier.api.app import create_app
+from courier.asgi import create_app
 from tests.integration.api.conftest import (
     Tenant,
     api_settings,

@@ -10,7 +10,8 @@ import httpx
 import psycopg
 import pytest
 
-from courier.api.app import create_app
+from courier.api.schemas import EventAccepted
+from courier.asgi import create_app
 from tests.integration.api.conftest import (
     Tenant,
     api_settings,
@@ -18,6 +19,7 @@ from tests.integration.api.conftest import (
     send_event,
     serving,
 )
+from tests.support.database import direct
 
 
 def _count(conn: psycopg.Connection[Any], table: str) -> int:
@@ -254,9 +256,28 @@ async def test_accepted_event_wakes_workers(
     client: httpx.AsyncClient, db_url: str, tenant_a: Tenant
 ) -> None:
     await create_destination(client, tenant_a)
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listener:
+    async with await psycopg.AsyncConnection.connect(direct(db_url), autocommit=True) as listener:
         await listener.execute("LISTEN courier_deliveries")
         await send_event(client, tenant_a)
         notices = listener.notifies(timeout=5.0, stop_after=1)
         received = [n async for n in notices]
     assert [(n.channel, n.payload) for n in received] == [("courier_deliveries", str(tenant_a.id))]
+
+
+async def test_the_answer_is_exactly_the_documented_event_accepted(
+    client: httpx.AsyncClient, tenant_a: Tenant
+) -> None:
+    """The route encodes its answer itself: the shape must still be EventAccepted's, for a
+    first request (202) and its repeat (200) alike."""
+    await create_destination(client, tenant_a, event_types=[])
+    await create_destination(client, tenant_a, event_types=[])
+    body = {"type": "order.created", "payload": {"n": 1}, "idempotency_key": "shape-1"}
+    first = await client.post("/v1/events", json=body, headers=tenant_a.headers)
+    again = await client.post("/v1/events", json=body, headers=tenant_a.headers)
+    assert (first.status_code, again.status_code) == (202, 200)
+    for answer in (first, again):
+        assert answer.headers["content-type"] == "application/json"
+        parsed = EventAccepted.model_validate_json(answer.content)
+        assert parsed.model_dump(mode="json") == answer.json()  # no extra or missing keys
+        assert len(parsed.deliveries) == 2
+    assert first.json() == again.json()

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from courier.api.app import create_app
+from courier.asgi import create_app
 from courier.crypto import SecretBox, generate_key
 from courier.destinations import create_destination
 from tests.integration.api.conftest import Tenant, api_settings, serving

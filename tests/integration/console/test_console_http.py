@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from courier.api.app import create_app
+from courier.asgi import create_app
 from courier.tenancy import create_tenant, revoke_api_key
 from tests.integration.api.conftest import Tenant, api_settings, serving
 

@@ -16,7 +16,7 @@ import httpx
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-from courier.api.app import create_app
+from courier.asgi import create_app
 from courier.enqueue import enqueue_event
 from courier.metrics import CourierMetrics
 from courier.queue_stats import QueueStatsCollector, QueueStatsConfig

@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 from courier import replay
 from tests.integration.api.conftest import Tenant, create_destination, send_event
 from tests.integration.operations.conftest import backdate, days, finish, now
+from tests.support.database import direct
 
 
 async def _dead(
@@ -125,7 +126,7 @@ async def test_a_bounded_run_returns_a_cursor_to_continue(
     conn: psycopg.Connection[Any], client: httpx.AsyncClient, db_url: str, tenant_a: Tenant
 ) -> None:
     _, ids = await _dead(client, conn, tenant_a, 5)
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+    async with await psycopg.AsyncConnection.connect(direct(db_url), autocommit=True) as aconn:
         seen: list[uuid.UUID] = []
         cursor = None
         pages = 0

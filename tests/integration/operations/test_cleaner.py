@@ -1,5 +1,9 @@
 """Retention: `Cleaner.run_once` deletes old terminal deliveries with their attempts and
-lifecycle events, then events with no delivery left; audit records stay."""
+lifecycle events, then events with no delivery left; audit records stay.
+
+The service connects to the database directly (`direct_db_url`), as workers and the CLI
+run it: its advisory lock belongs to a session, which a transaction pooler would share.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ def _ended(
 
 async def test_the_cleaner_keeps_each_kind_for_its_retention(
     conn: psycopg.Connection[Any],
-    db_url: str,
+    direct_db_url: str,
     tenant: uuid.UUID,
     make_destination: DestinationFactory,
 ) -> None:
@@ -64,7 +68,7 @@ async def test_the_cleaner_keeps_each_kind_for_its_retention(
     assert _exists(conn, "delivery_attempts", "delivery_id", old_delivered)
     assert _exists(conn, "lifecycle_events", "delivery_id", old_delivered)
 
-    run = await Cleaner(db_url).run_once()
+    run = await Cleaner(direct_db_url).run_once()
 
     assert run.ran
     assert run.deleted["deliveries"] == 3
@@ -80,13 +84,13 @@ async def test_the_cleaner_keeps_each_kind_for_its_retention(
     # an old event whose (dead-lettered) delivery is still kept stays too
     assert _exists(conn, "events", "id", dead_60_event)
     assert _exists(conn, "audit_records", "delivery_id", dead_91)
-    again = await Cleaner(db_url).run_once()
+    again = await Cleaner(direct_db_url).run_once()
     assert again.deleted["deliveries"] == 0
 
 
 async def test_a_replayed_delivery_waits_for_its_replay_to_go_first(
     conn: psycopg.Connection[Any],
-    db_url: str,
+    direct_db_url: str,
     tenant: uuid.UUID,
     make_destination: DestinationFactory,
 ) -> None:
@@ -102,10 +106,10 @@ async def test_a_replayed_delivery_waits_for_its_replay_to_go_first(
     replay_id = row[0]
     finish(conn, tenant, replay_id, "delivered")
     backdate(conn, tenant, replay_id, now(conn) - days(10))
-    await Cleaner(db_url).run_once()
+    await Cleaner(direct_db_url).run_once()
     assert _exists(conn, "deliveries", "id", original)
     backdate(conn, tenant, replay_id, now(conn) - days(40))
-    run = await Cleaner(db_url).run_once()
+    run = await Cleaner(direct_db_url).run_once()
     assert run.deleted["deliveries"] == 2  # delivered ones go first: the replay, then it
     assert not _exists(conn, "deliveries", "id", original)
     assert not _exists(conn, "events", "id", event_id)
@@ -113,7 +117,7 @@ async def test_a_replayed_delivery_waits_for_its_replay_to_go_first(
 
 async def test_the_cleaner_works_in_small_batches_and_drops_events_nobody_took(
     conn: psycopg.Connection[Any],
-    db_url: str,
+    direct_db_url: str,
     tenant: uuid.UUID,
     make_destination: DestinationFactory,
 ) -> None:
@@ -125,7 +129,7 @@ async def test_the_cleaner_works_in_small_batches_and_drops_events_nobody_took(
         "        (%s, 'invoice.created', '{}', now() - interval '1 day') RETURNING id",
         (tenant, tenant),
     ).fetchall()
-    run = await Cleaner(db_url, CleanerConfig(batch_size=2)).run_once()
+    run = await Cleaner(direct_db_url, CleanerConfig(batch_size=2)).run_once()
     assert run.deleted["deliveries"] == 5
     assert run.deleted["events"] == 6
     assert not any(_exists(conn, "deliveries", "id", d) for d in old)
@@ -133,15 +137,42 @@ async def test_the_cleaner_works_in_small_batches_and_drops_events_nobody_took(
     assert _exists(conn, "events", "id", unsent[1][0])
 
 
-async def test_only_one_cleaner_runs_at_a_time(db_url: str) -> None:
-    with psycopg.connect(db_url, autocommit=True) as other:
+async def test_only_one_cleaner_runs_at_a_time(direct_db_url: str) -> None:
+    with psycopg.connect(direct_db_url, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s)", (CLEANER_LOCK_KEY,))
-        assert (await Cleaner(db_url).run_once()).ran is False
+        assert (await Cleaner(direct_db_url).run_once()).ran is False
         other.execute("SELECT pg_advisory_unlock(%s)", (CLEANER_LOCK_KEY,))
-    assert (await Cleaner(db_url).run_once()).ran is True
+    assert (await Cleaner(direct_db_url).run_once()).ran is True
 
 
 def test_retention_comes_from_settings() -> None:
     config = CleanerConfig.from_settings(Settings(retention_days=7, dead_letter_retention_days=14))
     assert (config.retention_days, config.dead_letter_retention_days) == (7, 14)
     assert (CleanerConfig().retention_days, CleanerConfig().dead_letter_retention_days) == (30, 90)
+
+
+async def test_destination_events_are_kept_as_long_as_dead_letters(
+    conn: psycopg.Connection[Any],
+    direct_db_url: str,
+    tenant: uuid.UUID,
+    make_destination: DestinationFactory,
+) -> None:
+    row, _ = make_destination("https://example.com/hook")
+    for enabled in (False, True, False):
+        conn.execute("UPDATE destinations SET enabled = %s WHERE id = %s", (enabled, row["id"]))
+    events = conn.execute(
+        "SELECT id FROM lifecycle_events WHERE destination_id = %s ORDER BY seq", (row["id"],)
+    ).fetchall()
+    assert len(events) == 3
+    for (event_id,), age in zip(events, (91, 89, 0), strict=True):
+        conn.execute(
+            "UPDATE lifecycle_events SET occurred_at = now() - make_interval(days => %s)"
+            " WHERE id = %s",
+            (age, event_id),
+        )
+    run = await Cleaner(direct_db_url, CleanerConfig(batch_size=1)).run_once()
+    assert run.deleted["lifecycle_events"] == 1
+    left = conn.execute(
+        "SELECT id FROM lifecycle_events WHERE destination_id = %s ORDER BY seq", (row["id"],)
+    ).fetchall()
+    assert left == events[1:]

@@ -1,4 +1,5 @@
-"""`courier maintenance run-once`: one pass of the health service and the cleaner."""
+"""`courier maintenance run-once`: one pass of the health service, the history
+partitions and the cleaner."""
 
 from __future__ import annotations
 
@@ -30,5 +31,7 @@ def test_maintenance_run_once_runs_both_services(
 
     assert result.exit_code == 0, result.output
     assert "health: checked 1 destination(s), disabled 0" in result.output
+    # the days of history a week ahead that the migration did not make
+    assert "partitions: created 6: delivery_attempts_p" in result.output
     assert "cleaner: deleted 1 deliveries" in result.output
     assert conn.execute("SELECT count(*) FROM deliveries").fetchone() == (0,)

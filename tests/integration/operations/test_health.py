@@ -1,5 +1,9 @@
 """Destination health: `GET /v1/destinations/{id}/health` and the service that disables
-destinations that stopped working (`HealthService.run_once`)."""
+destinations that stopped working (`HealthService.run_once`).
+
+The service connects to the database directly (`direct_db_url`), as workers and the CLI
+run it: its advisory lock belongs to a session, which a transaction pooler would share.
+"""
 
 from __future__ import annotations
 
@@ -97,7 +101,7 @@ def _state(conn: psycopg.Connection[Any], dest_id: uuid.UUID) -> dict[str, Any]:
 
 async def test_the_health_service_disables_only_destinations_that_stopped_working(
     conn: psycopg.Connection[Any],
-    db_url: str,
+    direct_db_url: str,
     tenant: uuid.UUID,
     make_destination: DestinationFactory,
 ) -> None:
@@ -141,7 +145,7 @@ async def test_the_health_service_disables_only_destinations_that_stopped_workin
     add_attempt(conn, tenant, d, at=t0 - days(1), outcome="succeeded", http_status=200)
     add_attempt(conn, tenant, d, at=t0 - days(2 / 24), outcome="permanent_failure", http_status=410)
 
-    run = await HealthService(db_url).run_once()
+    run = await HealthService(direct_db_url).run_once()
 
     assert run.ran
     assert {(x.destination_id, x.reason) for x in run.disabled} == {
@@ -165,19 +169,19 @@ async def test_the_health_service_disables_only_destinations_that_stopped_workin
     }
 
     # a second run changes nothing; re-enabling starts a new judgement
-    assert (await HealthService(db_url).run_once()).disabled == []
+    assert (await HealthService(direct_db_url).run_once()).disabled == []
     conn.execute(
         "UPDATE destinations SET enabled = true, enabled_at = now(), disabled_at = NULL"
         " WHERE id = %s",
         (failing,),
     )
-    assert (await HealthService(db_url).run_once()).disabled == []
+    assert (await HealthService(direct_db_url).run_once()).disabled == []
     assert _state(conn, failing)["enabled"] is True
 
 
 async def test_shorter_thresholds_come_from_the_config(
     conn: psycopg.Connection[Any],
-    db_url: str,
+    direct_db_url: str,
     tenant: uuid.UUID,
     make_destination: DestinationFactory,
 ) -> None:
@@ -185,18 +189,20 @@ async def test_shorter_thresholds_come_from_the_config(
     d = _delivery_of(conn, dest)
     t0 = now(conn)
     add_attempt(conn, tenant, d, at=t0 - days(3 / 24), outcome="permanent_failure", http_status=410)
-    assert (await HealthService(db_url).run_once()).disabled == []
+    assert (await HealthService(direct_db_url).run_once()).disabled == []
     config = HealthConfig(gone_confirm_seconds=3600)
-    run = await HealthService(db_url, config).run_once()
+    run = await HealthService(direct_db_url, config).run_once()
     assert [x.destination_id for x in run.disabled] == [dest]
 
 
-async def test_only_one_health_run_at_a_time(conn: psycopg.Connection[Any], db_url: str) -> None:
-    with psycopg.connect(db_url, autocommit=True) as other:
+async def test_only_one_health_run_at_a_time(
+    conn: psycopg.Connection[Any], direct_db_url: str
+) -> None:
+    with psycopg.connect(direct_db_url, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s)", (HEALTH_LOCK_KEY,))
-        assert (await HealthService(db_url).run_once()).ran is False
+        assert (await HealthService(direct_db_url).run_once()).ran is False
         other.execute("SELECT pg_advisory_unlock(%s)", (HEALTH_LOCK_KEY,))
-    assert (await HealthService(db_url).run_once()).ran is True
+    assert (await HealthService(direct_db_url).run_once()).ran is True
 
 
 def test_health_config_reads_settings() -> None:

@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 from courier import replay
 from tests.integration.api.conftest import Tenant, create_destination, send_event
 from tests.integration.operations.conftest import delivery, finish
+from tests.support.database import direct
 
 
 async def _terminal(
@@ -161,7 +162,7 @@ async def test_the_module_runs_inside_the_callers_transaction_and_notifies_on_co
 ) -> None:
     _, original_id = await _terminal(client, conn, tenant_a, "dead_lettered")
     conn.execute("LISTEN courier_deliveries")
-    async with await psycopg.AsyncConnection.connect(db_url) as aconn:
+    async with await psycopg.AsyncConnection.connect(direct(db_url)) as aconn:
         async with aconn.transaction():
             result = await replay.replay_delivery(
                 aconn, tenant_a.id, uuid.UUID(original_id), actor="console:test"

@@ -10,6 +10,7 @@ import psycopg
 from aiohttp import web
 
 from courier.enqueue import enqueue_event
+from tests.support.database import direct
 from tests.support.engine import Engine, attempts, delivery, make_worker, run_workers, wait_terminal
 
 TEN_MB = 10 * 1024 * 1024
@@ -35,7 +36,7 @@ async def _huge(request: web.Request) -> web.StreamResponse:
 
 
 async def _count_unfinished(db_url: str, ids: list[uuid.UUID]) -> int:
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(direct(db_url), autocommit=True) as conn:
         cur = await conn.execute(
             "SELECT count(*) FROM delivery_attempts WHERE delivery_id = ANY(%s) "
             "AND finished_at IS NULL",
@@ -46,7 +47,7 @@ async def _count_unfinished(db_url: str, ids: list[uuid.UUID]) -> int:
 
 
 async def _wait_delivered(db_url: str, ids: list[uuid.UUID], timeout: float) -> None:
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(direct(db_url), autocommit=True) as conn:
         for _ in range(int(timeout / 0.02)):
             cur = await conn.execute(
                 "SELECT count(*) FROM deliveries WHERE id = ANY(%s) AND state = 'delivered'",

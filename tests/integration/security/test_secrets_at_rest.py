@@ -16,9 +16,10 @@ from psycopg.types.json import Jsonb
 from standardwebhooks.webhooks import Webhook
 
 from courier.crypto import SecretBox, SecretKeyError, generate_key
-from courier.destinations import create_destination, secret_entry, soft_delete
+from courier.destinations import create_destination, secret_entry
 from courier.enqueue import enqueue_event
 from courier.signing import generate_secret
+from courier.store.destinations import soft_delete_destination
 from courier.tenancy import create_tenant
 from tests.integration.api.conftest import Tenant, send_event
 from tests.integration.api.conftest import create_destination as api_create_destination
@@ -54,7 +55,7 @@ def _seed(conn: psycopg.Connection[Any], box: SecretBox, url: str) -> list[str]:
             plaintexts.append(secret)
     row, secret = create_destination(conn, box, tenant_id, name="deleted", url=url)
     plaintexts.append(secret)
-    soft_delete(conn, tenant_id, row["id"])
+    soft_delete_destination(conn, tenant_id, row["id"])
     # A second (rotated-in) secret on the first destination.
     extra = generate_secret()
     first = conn.execute("SELECT id FROM destinations ORDER BY id LIMIT 1").fetchone()
@@ -84,6 +85,11 @@ async def test_rekey_moves_every_secret_to_the_first_key_and_is_idempotent(
     assert first.returncode == 0, first.stderr
     assert "5 scanned, 5 rewritten (3 batch(es))" in first.stdout
     assert "6 re-encrypted, 0 already under the first key, 0 undecryptable" in first.stdout
+    assert first.stdout.splitlines()[:3] == [  # progress, one line per committed batch
+        "rekey: 2 destination(s) scanned, 2 rewritten",
+        "rekey: 4 destination(s) scanned, 4 rewritten",
+        "rekey: 5 destination(s) scanned, 5 rewritten",
+    ]
     after = _tokens(conn)
     assert sorted(SecretBox(key_b).decrypt(t) for t in after) == sorted(plaintexts)
     for token in after:  # the old key alone opens nothing any more
@@ -168,20 +174,49 @@ async def test_a_database_dump_holds_no_plaintext_secret(
 ) -> None:
     """Every secret that ever crossed the API, looked for in every table's text."""
     receiver.script("/dump", [500], then=200)
+    option_secrets = {f"hdr-{uuid.uuid4().hex[:10]}", f"pw-{uuid.uuid4().hex[:10]}"}
+    header_value, password = sorted(option_secrets)
     created = await api_create_destination(
-        client, tenant_a, url=receiver.url("/dump"), backoff_initial_ms=100, backoff_max_ms=200
+        client,
+        tenant_a,
+        url=receiver.url("/dump"),
+        backoff_initial_ms=100,
+        backoff_max_ms=200,
+        headers={"X-Api-Key": header_value},
+        auth={"type": "basic", "username": "courier", "password": password},
+        capture_response_body=True,
     )
     rotated = await client.post(
         f"/v1/destinations/{created['id']}/rotate-secret", headers=tenant_a.headers
     )
     read = await client.get(f"/v1/destinations/{created['id']}/secret", headers=tenant_a.headers)
+    # A broker destination whose URL holds a password; nothing listens there, so its one
+    # attempt fails with a summary written from the connection error.
+    broker_password = f"broker-pw-{uuid.uuid4().hex[:8]}"
+    broker = await client.post(
+        "/v1/destinations",
+        json={
+            "name": "broker",
+            "kind": "redis_stream",
+            "config": {"url": f"redis://default:{broker_password}@127.0.0.1:1/0", "stream": "s"},
+            "max_attempts": 1,
+        },
+        headers=tenant_a.headers,
+    )
+    assert broker.status_code == 201, broker.text
     await send_event(client, tenant_a, payload={"dump": True})
     async with run_workers([make_worker(db_url, secret_key)]):
-        await wait_terminal(db_url, 1)
+        await wait_terminal(db_url, 2)
     assert len(receiver.hits("/dump")) == 2
+    (summary,) = conn.execute(
+        "SELECT error_summary FROM delivery_attempts WHERE destination_id = %s",
+        (broker.json()["id"],),
+    ).fetchone() or (None,)
+    assert summary and "127.0.0.1" in summary
     secrets = {created["signing_secret"], rotated.json()["signing_secret"]}
     assert {s["secret"] for s in read.json()["secrets"]} == secrets
-    needles = {tenant_a.key, tenant_a.key.rsplit("_", 1)[-1]}
+    needles = {tenant_a.key, tenant_a.key.rsplit("_", 1)[-1], broker_password, *option_secrets}
+    assert {h.headers["X-Api-Key"] for h in receiver.hits("/dump")} == {header_value}
     for secret in secrets:
         needles |= {secret, secret.removeprefix("whsec_"), secret.removeprefix("whsec_")[:24]}
     tables = [

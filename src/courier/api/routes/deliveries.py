@@ -15,13 +15,21 @@ from courier.api.pagination import (
     MAX_LIMIT,
     CursorQuery,
     LimitQuery,
+    NumberCursorQuery,
     after_id,
     after_number,
     keyset_page,
     row_attempt_cursor,
 )
 from courier.api.problems import NotFound
-from courier.api.schemas import Attempt, Delivery, DeliveryState, DeliveryWithAttempts, Page
+from courier.api.schemas import (
+    Attempt,
+    Delivery,
+    DeliveryState,
+    DeliveryWithAttempts,
+    Page,
+    Ticket,
+)
 from courier.store import resources
 
 router = APIRouter(tags=["deliveries"])
@@ -73,8 +81,12 @@ async def get_delivery(
     attempts = await resources.list_attempts(
         conn, caller.tenant_id, delivery_id, after=0, limit=ATTEMPTS_IN_DELIVERY
     )
+    found = await resources.get_delivery_ticket(conn, caller.tenant_id, delivery_id)
+    ticket = None
+    if found is not None:
+        ticket = Ticket(id=found["ticket_id"], url=found["ticket_url"], action=found["action"])
     return DeliveryWithAttempts.model_validate(
-        {**row, "attempts": [Attempt.model_validate(a) for a in attempts]}
+        {**row, "attempts": [Attempt.model_validate(a) for a in attempts], "ticket": ticket}
     )
 
 
@@ -89,7 +101,7 @@ async def list_attempts(
     caller: CallerDep,
     conn: ConnDep,
     limit: LimitQuery = DEFAULT_LIMIT,
-    cursor: CursorQuery = None,
+    cursor: NumberCursorQuery = None,
 ) -> Page[Attempt]:
     after = after_number(cursor)
     if await resources.get_delivery(conn, caller.tenant_id, delivery_id) is None:

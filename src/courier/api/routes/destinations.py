@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Body, Response, status
-from psycopg.types.json import Jsonb
 
-from courier import recovery
+from courier.api import destination_writes
 from courier.api.auth import CallerDep
 from courier.api.deps import BoxDep, ConnDep, SettingsDep
 from courier.api.openapi import errors
 from courier.api.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, after_id, keyset_page
-from courier.api.problems import NotFound, invalid_field
+from courier.api.problems import NotFound
 from courier.api.schemas import (
     Destination,
     DestinationCreate,
@@ -34,25 +32,10 @@ from courier.api.schemas import (
     SecretRotated,
     SigningSecret,
 )
-from courier.api.urls import url_problem
-from courier.destinations import secret_entry
-from courier.rotation import rotate_entries
-from courier.settings import Settings
-from courier.signing import generate_secret
 from courier.store import resources
 
 router = APIRouter(prefix="/v1/destinations", tags=["destinations"])
 NOUN = "destination"
-
-
-def _check_url(url: str, settings: Settings) -> None:
-    reason = url_problem(url, settings)
-    if reason is not None:
-        raise invalid_field("url", reason)
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode("utf-8")
 
 
 @router.post(
@@ -69,13 +52,9 @@ async def create_destination(
     settings: SettingsDep,
     box: BoxDep,
 ) -> DestinationCreated:
-    _check_url(body.url, settings)
-    if body.backoff_max_ms < body.backoff_initial_ms:
-        raise invalid_field("backoff_max_ms", "must be at least backoff_initial_ms")
-    secret = generate_secret()
-    fields = body.model_dump()
-    fields["signing_secrets"] = Jsonb([secret_entry(box, secret)], dumps=_dumps)
-    row = await resources.create_destination(conn, caller.tenant_id, caller.actor, fields)
+    row, secret = await destination_writes.create(
+        conn, caller.tenant_id, caller.actor, body, box, settings
+    )
     return DestinationCreated.model_validate({**row, "signing_secret": secret})
 
 
@@ -114,7 +93,7 @@ async def get_destination(
 
 @router.patch(
     "/{destination_id}",
-    summary="Change a destination: url, enabled, event types, retry policy, timeout",
+    summary="Change a destination: url, enabled, event types, filter, retry policy, timeout",
     response_model=DestinationPatched,
     responses=errors(404, 413, 422),
 )
@@ -124,30 +103,16 @@ async def update_destination(
     caller: CallerDep,
     conn: ConnDep,
     settings: SettingsDep,
+    box: BoxDep,
 ) -> DestinationPatched:
-    changes = body.changes()
-    if "url" in changes:
-        _check_url(changes["url"], settings)
-    async with conn.transaction():
-        current = await resources.lock_destination(conn, caller.tenant_id, destination_id)
-        if current is None:
-            raise NotFound(NOUN)
-        merged = {**current, **changes}
-        if merged["backoff_max_ms"] < merged["backoff_initial_ms"]:
-            field = "backoff_max_ms" if "backoff_max_ms" in changes else "backoff_initial_ms"
-            raise invalid_field(field, "backoff_max_ms must be at least backoff_initial_ms")
-        row = await resources.update_destination(
-            conn, caller.tenant_id, destination_id, caller.actor, merged, sorted(changes)
-        )
-        missed = None
-        if row is not None and row["enabled"] and not current["enabled"]:
-            # enabled again: what it missed while off (see courier.recovery)
-            since = current["disabled_at"] or current["created_at"]
-            missed = await recovery.outage(conn, caller.tenant_id, destination_id, since)
-    if row is None:  # pragma: no cover - the row was locked above
+    updated = await destination_writes.update(
+        conn, caller.tenant_id, destination_id, caller.actor, body.changes(), box, settings
+    )
+    if updated is None:
         raise NotFound(NOUN)
+    missed = updated.missed
     return DestinationPatched.model_validate(
-        {**row, "recovery": asdict(missed) if missed is not None else None}
+        {**updated.row, "recovery": asdict(missed) if missed is not None else None}
     )
 
 
@@ -210,24 +175,11 @@ async def rotate_destination_secret(
     """During the grace period every request carries one signature per live secret;
     an earlier expiry of an older secret is never extended; expired secrets are dropped."""
     grace = (body or SecretRotate()).grace_period_seconds
-    secret = generate_secret()
-    async with conn.transaction():
-        current = await resources.lock_destination(conn, caller.tenant_id, destination_id)
-        if current is None:
-            raise NotFound(NOUN)
-        rotated = rotate_entries(
-            current["signing_secrets"],
-            secret_entry(box, secret),
-            now=datetime.now(UTC),
-            grace_seconds=grace,
-        )
-        await resources.rotate_destination_secret(
-            conn,
-            caller.tenant_id,
-            destination_id,
-            caller.actor,
-            Jsonb(rotated.entries, dumps=_dumps),
-            grace_period_seconds=grace,
-            previous_expires_at=rotated.previous_expires_at,
-        )
-    return SecretRotated(signing_secret=secret, previous_expires_at=rotated.previous_expires_at)
+    rotated = await destination_writes.rotate_secret(
+        conn, caller.tenant_id, destination_id, caller.actor, box, grace
+    )
+    if rotated is None:
+        raise NotFound(NOUN)
+    return SecretRotated(
+        signing_secret=rotated.secret, previous_expires_at=rotated.previous_expires_at
+    )

@@ -1,4 +1,4 @@
-"""GET /metrics: the API process's Prometheus metrics (CONTRACT section 6).
+"""GET /metrics: the API process's Prometheus metrics (docs/observability.md).
 
 The queue gauges are refreshed by one QueueStatsCollector that this router's lifespan
 runs in the background, so a scrape only reads memory. When COURIER_METRICS_TOKEN is
@@ -7,7 +7,6 @@ set, a scrape must send `Authorization: Bearer <token>`; otherwise it answers 40
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
 from collections.abc import AsyncIterator
@@ -19,18 +18,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
 
 from courier.api.problems import ProblemError
-from courier.metrics import CourierMetrics
+from courier.background import running
 from courier.queue_stats import QUEUE_STATS_INTERVAL_S, QueueStatsCollector, QueueStatsConfig
 from courier.settings import Settings
-
-
-def app_metrics(app: FastAPI) -> CourierMetrics:
-    """The app's metrics (one registry per app), made on first use."""
-    metrics: CourierMetrics | None = getattr(app.state, "metrics", None)
-    if metrics is None:
-        metrics = CourierMetrics()
-        app.state.metrics = metrics
-    return metrics
+from courier.web.metrics import app_metrics
 
 
 def pool_conninfo(app: FastAPI) -> str:
@@ -48,14 +39,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         QueueStatsConfig(database_url=pool_conninfo(app), interval_s=interval), app_metrics(app)
     )
     app.state.queue_stats = collector
-    stop = asyncio.Event()
-    task = asyncio.create_task(collector.run(stop), name="courier-queue-stats")
-    try:
+    async with running(collector.run, "courier-queue-stats"):
         yield
-    finally:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, timeout=10)
 
 
 router = APIRouter(tags=["health"], lifespan=lifespan)

@@ -1,7 +1,7 @@
 """Operations routes: replay one delivery, replay dead letters in bulk, recover a
-destination after an outage, and read a destination's health.
+destination after an outage, send it a test event, and read its health.
 
-The work is done by plain modules (courier.replay, courier.recovery,
+The work is done by plain modules (courier.replay, courier.recovery, courier.ping,
 courier.worker.health) that the operator console calls too; these routes map their
 answers and exceptions onto HTTP and problem documents.
 """
@@ -11,9 +11,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Body, Header, Response, status
 
-from courier import recovery, replay
+from courier import ping, recovery, replay
+from courier.api import catalog_examples
 from courier.api.auth import CallerDep
 from courier.api.deps import ConnDep, SettingsDep
 from courier.api.openapi import errors
@@ -25,9 +26,11 @@ from courier.api.schemas import (
     DestinationHealth,
     DestinationRecover,
     DestinationRecovered,
+    DestinationTestSend,
+    DestinationTestSent,
     IdempotencyKey,
 )
-from courier.worker.health import HealthConfig, read_health
+from courier.destination_health import HealthConfig, read_health
 
 router = APIRouter(tags=["operations"])
 
@@ -94,6 +97,8 @@ async def replay_delivery(
 async def replay_dead_letters(
     body: DeadLetterReplay, caller: CallerDep, conn: ConnDep
 ) -> BulkReplayed:
+    if body.since is not None and body.until is not None and body.until < body.since:
+        raise invalid_field("until", "must not be before since")
     try:
         result = await replay.replay_dead_letters(
             conn,
@@ -129,8 +134,8 @@ async def replay_dead_letters(
 async def recover_destination(
     destination_id: uuid.UUID, body: DestinationRecover, caller: CallerDep, conn: ConnDep
 ) -> DestinationRecovered:
-    if body.until is not None and body.until <= body.since:
-        raise invalid_field("until", "must be after since")
+    if body.until is not None and body.until < body.since:
+        raise invalid_field("until", "must not be before since")
     try:
         result = await recovery.recover_destination(
             conn,
@@ -156,6 +161,52 @@ async def recover_destination(
         replayed_ids=result.replayed_ids,
         more=result.more,
         dry_run=result.dry_run,
+    )
+
+
+@router.post(
+    "/v1/destinations/{destination_id}/test",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Send a test event to this destination only, whatever its filter: a "
+    "`courier.test`, or a catalog type's example payload",
+    description="Without a body the event is a `courier.test`. With `event_type` (and "
+    "`example`, from 0) it is that catalog type carrying that example payload, which must "
+    "satisfy the type's schema; either way only this destination receives it, and outage "
+    "recovery never hands it to another.",
+    response_model=DestinationTestSent,
+    responses={
+        **errors(404, 413, 422),
+        **_with_409("The destination is disabled: enable it first"),
+    },
+    tags=["destinations"],
+)
+async def send_test_event(
+    destination_id: uuid.UUID,
+    caller: CallerDep,
+    conn: ConnDep,
+    body: Annotated[DestinationTestSend | None, Body()] = None,
+) -> DestinationTestSent:
+    event = None
+    if body is not None:
+        event = await catalog_examples.example_event(
+            conn, caller.tenant_id, body.event_type, body.example
+        )
+    try:
+        sent = await ping.send_test_event(
+            conn, caller.tenant_id, destination_id, actor=caller.actor, event=event
+        )
+    except ping.DestinationNotFound:
+        raise NotFound("destination") from None
+    except ping.DestinationDisabled:
+        raise _conflict(
+            "The destination is disabled: enable it first, then send a test.",
+            "destination-disabled",
+        ) from None
+    return DestinationTestSent(
+        event_id=sent.event_id,
+        delivery_id=sent.delivery_id,
+        event_type=sent.event_type,
+        filter_bypassed=sent.filter_bypassed,
     )
 
 

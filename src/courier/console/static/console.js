@@ -1,3 +1,18 @@
+// courier console: the destination form shows only the fields of the authentication
+// type picked (without this script every field shows; the server reads only the type's).
+(function () {
+  "use strict";
+  var picker = document.getElementById("auth_type");
+  if (!picker) return;
+  function show() {
+    document.querySelectorAll(".auth-kind").forEach(function (el) {
+      el.hidden = el.getAttribute("data-auth") !== picker.value;
+    });
+  }
+  picker.addEventListener("change", show);
+  show();
+})();
+
 // courier console: live updates. Every page works without this script; with it, the
 // regions marked data-live are re-rendered by the server whenever the tenant's
 // lifecycle-event stream (/console/events) reports a change, at most once a second.

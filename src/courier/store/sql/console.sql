@@ -2,25 +2,34 @@
 -- scoped by `tenant_id = %(tenant_id)s`: another tenant's row is never read or counted.
 -- Time windows over delivery_attempts also bound the id (`id >= %(since_id)s`): ids
 -- are UUIDv7, so that turns "the last 24 hours" into a range of the primary key.
+-- A portal session may be limited to some destinations: `%(scope)s` is then their ids,
+-- and every count, list and chart reads only those (NULL: all of the tenant's).
 -- Each block starts with `-- name: <name>`; courier.store.queries loads them.
 
 -- name: console_session_key
 -- The key a session names, if it is still live, with its tenant's name.
-SELECT k.tenant_id, k.id AS key_id, t.name AS tenant_name
+SELECT k.tenant_id, k.id AS key_id, t.name AS tenant_name, t.display_name, t.accent_color,
+       t.logo_url
   FROM api_keys k
   JOIN tenants t ON t.id = k.tenant_id
  WHERE k.tenant_id = %(tenant_id)s AND k.id = %(key_id)s AND k.revoked_at IS NULL;
 
 -- name: console_destinations
-SELECT id, name, url, enabled, disabled_reason, disabled_at, max_attempts, created_at
+SELECT id, name, url, kind, enabled, disabled_reason, disabled_at, max_attempts, created_at
   FROM destinations
  WHERE tenant_id = %(tenant_id)s AND deleted_at IS NULL
+   AND (%(scope)s::uuid[] IS NULL OR id = ANY(%(scope)s::uuid[]))
  ORDER BY name, id
  LIMIT %(limit)s;
 
 -- name: console_destination
-SELECT id, name, url, enabled, disabled_reason, disabled_at, max_attempts, created_at,
-       deleted_at
+-- The names of the secret config fields and the options' secret paths only: their
+-- (encrypted) values stay here.
+SELECT id, name, url, kind, config,
+       ARRAY(SELECT k FROM jsonb_object_keys(config_secrets) AS k ORDER BY k) AS secret_fields,
+       enabled, disabled_reason, disabled_at, max_attempts, created_at, deleted_at,
+       options, ARRAY(SELECT jsonb_object_keys(option_secrets)) AS secret_paths,
+       payload_format, capture_response_body, filter, event_types
   FROM destinations
  WHERE tenant_id = %(tenant_id)s AND id = %(id)s;
 
@@ -30,6 +39,7 @@ SELECT destination_id, state, count(*) AS n, max(delivered_at) AS last_delivered
   FROM deliveries
  WHERE tenant_id = %(tenant_id)s
    AND (%(destination_id)s::uuid IS NULL OR destination_id = %(destination_id)s::uuid)
+   AND (%(scope)s::uuid[] IS NULL OR destination_id = ANY(%(scope)s::uuid[]))
  GROUP BY destination_id, state;
 
 -- name: console_recent_outcomes
@@ -40,6 +50,7 @@ SELECT a.destination_id, a.outcome, count(*) AS n
    AND a.id >= %(since_id)s AND a.started_at >= %(since)s
    AND a.outcome IS NOT NULL
    AND (%(destination_id)s::uuid IS NULL OR a.destination_id = %(destination_id)s::uuid)
+   AND (%(scope)s::uuid[] IS NULL OR a.destination_id = ANY(%(scope)s::uuid[]))
  GROUP BY a.destination_id, a.outcome;
 
 -- name: console_consecutive_failures
@@ -51,6 +62,7 @@ WITH last_ok AS (
       FROM deliveries
      WHERE tenant_id = %(tenant_id)s
        AND (%(destination_id)s::uuid IS NULL OR destination_id = %(destination_id)s::uuid)
+       AND (%(scope)s::uuid[] IS NULL OR destination_id = ANY(%(scope)s::uuid[]))
      GROUP BY destination_id
 )
 SELECT l.destination_id, count(*) AS n
@@ -68,6 +80,7 @@ SELECT date_trunc('hour', a.started_at) AS hour, a.outcome, count(*) AS n
  WHERE a.tenant_id = %(tenant_id)s
    AND a.id >= %(since_id)s AND a.started_at >= %(since)s
    AND (%(destination_id)s::uuid IS NULL OR a.destination_id = %(destination_id)s::uuid)
+   AND (%(scope)s::uuid[] IS NULL OR a.destination_id = ANY(%(scope)s::uuid[]))
  GROUP BY 1, 2;
 
 -- name: console_list_deliveries
@@ -86,7 +99,7 @@ SELECT d.id, d.state, d.attempt_count, d.last_http_status, d.last_error, d.next_
 -- A delivery with its event's type and (the start of its) payload and its destination.
 SELECT d.*, e.type AS event_type, left(e.payload::text, %(payload_chars)s) AS payload_head,
        length(e.payload::text) AS payload_chars, dst.name AS destination_name,
-       dst.url AS destination_url, dst.max_attempts
+       dst.url AS destination_url, dst.kind AS destination_kind, dst.max_attempts
   FROM deliveries d
   JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
   JOIN destinations dst ON dst.tenant_id = d.tenant_id AND dst.id = d.destination_id
@@ -118,6 +131,7 @@ SELECT d.id, d.destination_id, d.state, d.attempt_count, d.last_http_status, d.l
   JOIN destinations dst ON dst.tenant_id = d.tenant_id AND dst.id = d.destination_id
  WHERE d.tenant_id = %(tenant_id)s AND d.state = 'dead_lettered'
    AND (%(destination_id)s::uuid IS NULL OR d.destination_id = %(destination_id)s::uuid)
+   AND (%(scope)s::uuid[] IS NULL OR d.destination_id = ANY(%(scope)s::uuid[]))
    AND (%(since)s::timestamptz IS NULL OR d.dead_lettered_at >= %(since)s::timestamptz)
    AND (%(until)s::timestamptz IS NULL OR d.dead_lettered_at < %(until)s::timestamptz)
    AND (%(after)s::uuid IS NULL OR d.id < %(after)s::uuid)
@@ -132,15 +146,3 @@ SELECT txid::text AS txid, seq
    AND txid < pg_snapshot_xmin(pg_current_snapshot())
  ORDER BY txid DESC, seq DESC
  LIMIT 1;
-
--- name: demo_destinations
--- `courier up --demo`: the demo tenant's destinations, found again by name.
-SELECT id, name
-  FROM destinations
- WHERE tenant_id = %(tenant_id)s AND deleted_at IS NULL;
-
--- name: demo_point_destination
--- `courier up --demo`: point a demo destination at this run's receiver port.
-UPDATE destinations
-   SET url = %(url)s, updated_at = now()
- WHERE tenant_id = %(tenant_id)s AND id = %(id)s;

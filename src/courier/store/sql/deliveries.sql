@@ -1,51 +1,109 @@
 -- Statements of the delivery engine: enqueue, claim, complete, lease upkeep.
 -- Each block starts with `-- name: <name>`; courier.store.queries loads them.
 
--- name: enqueue_event
--- Writes the event, one delivery per enabled destination whose event_types
--- match (exact, `prefix.*`, `*`, or empty for all), a delivery.created event
--- per delivery, and one NOTIFY, in a single statement. A repeated
--- idempotency key inserts nothing and returns no row.
-WITH ev AS (
-    INSERT INTO events (tenant_id, type, payload, idempotency_key)
-    VALUES (%(tenant_id)s, %(type)s, %(payload)s::json, %(idempotency_key)s)
+-- name: enqueue_events
+-- Writes a batch of events in one statement: each event, one delivery per enabled
+-- destination whose event_types match (courier_event_type_matches: exact, `prefix.*`,
+-- `*`, or empty for all) and whose filter, when it has one, matches the payload
+-- (courier_filter_matches), a delivery.created event per delivery, and one NOTIFY for
+-- the whole statement (a single event is a batch of one, so there is one fan-out
+-- definition).
+-- Items arrive as parallel arrays, numbered by `ord` (1-based, request order).
+-- An idempotency key already taken (visible to this statement), or repeated inside the
+-- batch, writes nothing for that item: its row names the first event and says whether
+-- the type and payload are the same as that first request's (`same_request`). An item
+-- whose key a concurrent transaction committed after this statement's snapshot comes
+-- back with `resolved` false; the caller looks it up with events_by_idempotency_keys.
+-- Returns one row per item and delivery (an item without deliveries has one row).
+WITH input AS MATERIALIZED (
+    SELECT i.ord, i.type, i.payload, i.idempotency_key, courier_uuid7() AS new_id,
+           CASE WHEN i.idempotency_key IS NULL THEN i.ord
+                ELSE min(i.ord) OVER (PARTITION BY i.idempotency_key) END AS first_ord
+      FROM unnest(%(types)s::text[], %(payloads)s::text[], %(keys)s::text[])
+           WITH ORDINALITY AS i(type, payload, idempotency_key, ord)
+), prior AS MATERIALIZED (
+    SELECT e.id, e.created_at, e.type, e.payload::text AS payload, e.idempotency_key
+      FROM events e
+     WHERE e.tenant_id = %(tenant_id)s
+       AND e.idempotency_key = ANY (%(keys)s::text[])
+), prior_deliveries AS MATERIALIZED (
+    -- Driven by the (usually empty) prior events: a probe by event each, never a scan
+    -- of the tenant's deliveries.
+    SELECT d.event_id, d.id, d.destination_id, d.state
+      FROM prior p
+      JOIN deliveries d ON d.event_id = p.id AND d.tenant_id = %(tenant_id)s
+     WHERE d.replay_of IS NULL
+), ev AS (
+    -- Keyed rows go in key order, so two batches sharing keys lock them in the same
+    -- order and wait for each other instead of deadlocking.
+    INSERT INTO events (tenant_id, id, type, payload, idempotency_key)
+    SELECT %(tenant_id)s, i.new_id, i.type, i.payload::json, i.idempotency_key
+      FROM input i
+     WHERE i.ord = i.first_ord
+       AND NOT EXISTS (SELECT 1 FROM prior p WHERE p.idempotency_key = i.idempotency_key)
+     ORDER BY i.idempotency_key NULLS FIRST
     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING tenant_id, id, type, created_at
 ), dl AS (
+    -- In request order, so a FIFO destination's line follows the batch's order.
     INSERT INTO deliveries (tenant_id, event_id, destination_id, line_position)
     SELECT ev.tenant_id, ev.id, dst.id,
            CASE WHEN dst.ordering = 'fifo' THEN nextval('courier_fifo_line') ELSE 0 END
       FROM ev
+      JOIN input i ON i.new_id = ev.id
       JOIN destinations dst ON dst.tenant_id = ev.tenant_id
      WHERE dst.enabled AND dst.deleted_at IS NULL
-       AND (cardinality(dst.event_types) = 0
-            OR ev.type = ANY (dst.event_types)
-            OR EXISTS (SELECT 1 FROM unnest(dst.event_types) AS p(pattern)
-                        WHERE p.pattern = '*'
-                           OR (right(p.pattern, 2) = '.*'
-                               AND starts_with(ev.type, left(p.pattern, -1)))))
+       AND courier_event_type_matches(dst.event_types, ev.type)
+       AND (dst.filter_plan IS NULL OR courier_filter_matches(dst.filter_plan, i.payload))
+     ORDER BY i.ord, dst.id
     RETURNING tenant_id, id, event_id, destination_id, state
 ), created AS (
     INSERT INTO lifecycle_events (tenant_id, type, delivery_id, event_id, destination_id, state)
-    SELECT tenant_id, 'delivery.created', id, event_id, destination_id, state FROM dl
+    SELECT dl.tenant_id, 'delivery.created', dl.id, dl.event_id, dl.destination_id, dl.state
+      FROM dl
+      JOIN input i ON i.new_id = dl.event_id
+     ORDER BY i.ord, dl.id
 ), wake AS (
-    SELECT pg_notify('courier_deliveries', ev.tenant_id::text) AS sent
-      FROM ev
+    -- One NOTIFY for the whole batch, and only when there is work.
+    SELECT pg_notify('courier_deliveries', %(tenant_id)s::text) AS sent
      WHERE EXISTS (SELECT 1 FROM dl)
+), owner AS (
+    SELECT i.ord,
+           CASE WHEN p.id IS NOT NULL THEN p.id
+                WHEN i.ord <> i.first_ord THEN f.new_id
+                ELSE i.new_id END AS event_id,
+           p.id IS NULL AND i.ord = i.first_ord AS created,
+           CASE WHEN p.id IS NOT NULL THEN p.type = i.type AND p.payload = i.payload
+                WHEN i.ord <> i.first_ord THEN f.type = i.type AND f.payload = i.payload
+                ELSE true END AS same_request,
+           p.id IS NOT NULL AS prior,
+           p.created_at AS prior_created_at
+      FROM input i
+      JOIN input f ON f.ord = i.first_ord
+      LEFT JOIN prior p ON p.idempotency_key = i.idempotency_key
 )
-SELECT ev.id AS event_id, ev.created_at, dl.id AS delivery_id, dl.destination_id, dl.state,
+SELECT o.ord, o.event_id, coalesce(ev.created_at, o.prior_created_at) AS created_at,
+       o.created, o.same_request, o.prior OR ev.id IS NOT NULL AS resolved,
+       coalesce(dl.id, d.id) AS delivery_id,
+       coalesce(dl.destination_id, d.destination_id) AS destination_id,
+       coalesce(dl.state, d.state) AS state,
        (SELECT count(*) FROM wake) AS notified
-  FROM ev
-  LEFT JOIN dl ON true
- ORDER BY dl.id;
+  FROM owner o
+  LEFT JOIN ev ON ev.id = o.event_id
+  LEFT JOIN dl ON dl.event_id = o.event_id AND NOT o.prior
+  LEFT JOIN prior_deliveries d ON o.prior AND d.event_id = o.event_id
+ ORDER BY o.ord, coalesce(dl.id, d.id);
 
--- name: event_by_idempotency_key
-SELECT e.id AS event_id, e.created_at, d.id AS delivery_id, d.destination_id, d.state
+-- name: events_by_idempotency_keys
+-- The events that hold these keys, with their first deliveries and what the first
+-- request sent (to tell a repeat from a key reused with another request).
+SELECT e.idempotency_key, e.id AS event_id, e.created_at, e.type, e.payload::text AS payload,
+       d.id AS delivery_id, d.destination_id, d.state
   FROM events e
   LEFT JOIN deliveries d
-    ON d.tenant_id = e.tenant_id AND d.event_id = e.id AND d.replay_of IS NULL
- WHERE e.tenant_id = %(tenant_id)s AND e.idempotency_key = %(idempotency_key)s
- ORDER BY d.id;
+    ON d.event_id = e.id AND d.tenant_id = e.tenant_id AND d.replay_of IS NULL
+ WHERE e.tenant_id = %(tenant_id)s AND e.idempotency_key = ANY (%(keys)s::text[])
+ ORDER BY e.idempotency_key, d.id;
 
 -- name: claim_deliveries
 -- One statement claims up to %(limit)s rows. First, leases that expired (their lost
@@ -232,6 +290,10 @@ SELECT c.tenant_id, c.id, c.event_id, c.destination_id, c.attempt_count, c.creat
        dst.backoff_initial_ms, dst.backoff_max_ms,
        -- as text: parsed once per destination per claim, not once per row
        dst.signing_secrets::text AS signing_secrets,
+       e.type AS event_type, dst.kind, dst.max_in_flight,
+       dst.config::text AS config, dst.config_secrets::text AS config_secrets,
+       dst.options::text AS options, dst.option_secrets::text AS option_secrets,
+       dst.payload_format, dst.capture_response_body, e.created_at AS event_created_at,
        (SELECT count(*) FROM refused) AS refused_count,
        (SELECT count(*) FROM abandoned) AS abandoned_count,
        last_visit.tenant_id AS walk_tenant, last_visit.destination_id AS walk_destination,
@@ -254,7 +316,7 @@ WITH input AS (
       FROM json_to_recordset(%(batch)s::json)
            AS i(tenant_id uuid, delivery_id uuid, attempt_number integer, state text,
                 retry_delay_s float8, outcome text, http_status integer, error_summary text,
-                duration_ms integer, reason text)
+                duration_ms integer, reason text, response_body_excerpt text)
 ), done AS (
     UPDATE deliveries d
        SET state = i.state,
@@ -277,12 +339,12 @@ WITH input AS (
        AND d.attempt_count = i.attempt_number
     RETURNING d.tenant_id, d.id, d.event_id, d.destination_id, d.attempt_count, d.state,
               d.created_at, d.next_attempt_at, i.outcome, i.http_status, i.error_summary,
-              i.duration_ms, i.reason
+              i.duration_ms, i.reason, i.response_body_excerpt
 ), attempts AS (
     UPDATE delivery_attempts a
        SET outcome = x.outcome, finished_at = now(), duration_ms = x.duration_ms,
            http_status = x.http_status, retryable = (x.outcome = 'retryable_failure'),
-           error_summary = x.error_summary
+           error_summary = x.error_summary, response_body_excerpt = x.response_body_excerpt
       FROM done x
      WHERE a.tenant_id = x.tenant_id AND a.delivery_id = x.id
        AND a.attempt_number = x.attempt_count
@@ -323,42 +385,48 @@ UPDATE deliveries d
    AND d.state = 'delivering' AND d.locked_by = %(worker_id)s
 RETURNING d.id;
 
--- name: tenant_ids_by_id_or_name
-SELECT id, name FROM tenants WHERE id::text = ANY (%(refs)s::text[]) OR name = ANY (%(refs)s::text[]);
-
--- name: create_tenant
-INSERT INTO tenants (name) VALUES (%(name)s) RETURNING id, name, created_at;
-
--- name: create_api_key
-INSERT INTO api_keys (tenant_id, id, key_hash, prefix, name)
-VALUES (%(tenant_id)s, %(id)s, %(key_hash)s, %(prefix)s, %(name)s)
-RETURNING id, created_at;
-
--- name: revoke_api_key
-UPDATE api_keys SET revoked_at = now()
- WHERE id = %(id)s AND revoked_at IS NULL
-RETURNING tenant_id, id;
-
--- name: tenant_for_api_key
-SELECT k.tenant_id, k.id AS key_id
-  FROM api_keys k
- WHERE k.tenant_id = %(tenant_id)s AND k.key_hash = %(key_hash)s AND k.revoked_at IS NULL;
-
--- name: set_destination_enabled
-UPDATE destinations SET enabled = %(enabled)s, updated_at = now(),
-       disabled_at = CASE WHEN %(enabled)s THEN NULL ELSE coalesce(disabled_at, now()) END,
-       enabled_at = CASE WHEN %(enabled)s AND NOT enabled THEN now() ELSE enabled_at END
- WHERE tenant_id = %(tenant_id)s AND id = %(id)s AND deleted_at IS NULL
-RETURNING id;
-
--- name: soft_delete_destination
-UPDATE destinations SET deleted_at = now(), enabled = false, updated_at = now()
- WHERE tenant_id = %(tenant_id)s AND id = %(id)s AND deleted_at IS NULL
-RETURNING id;
-
 -- name: next_due_at
 -- When the next waiting delivery falls due (the worker sleeps until then at most).
 SELECT min(next_attempt_at) AS next_due_at
   FROM deliveries
  WHERE state IN ('pending', 'retry_scheduled')
    AND (%(all_tenants)s OR tenant_id = ANY (%(tenant_ids)s::uuid[]));
+
+-- name: secret_samples
+-- One signing secret per tenant, the newest of its newest live destination: what a
+-- worker tries to decrypt at start to tell a wrong COURIER_SECRET_KEY before it claims.
+SELECT DISTINCT ON (tenant_id) tenant_id, signing_secrets -> 0 ->> 'token' AS token
+  FROM destinations
+ WHERE deleted_at IS NULL
+   AND jsonb_typeof(signing_secrets -> 0 -> 'token') = 'string'
+   AND (%(all_tenants)s OR tenant_id = ANY (%(tenant_ids)s::uuid[]))
+ ORDER BY tenant_id, updated_at DESC, id DESC;
+
+-- name: hand_back_unsignable
+-- Claimed rows this worker cannot sign (no key of its own opens the destination's
+-- secret) go back to waiting without spending an attempt: the claim's attempt row is
+-- deleted, attempt_count goes back to what it was, and the row waits %(delay_s)s
+-- seconds as `retry_scheduled` (the waiting state a claimed row may move to), so a
+-- worker with the right key, or this one once fixed, picks it up then. Fenced like
+-- complete_attempts: only rows this worker still holds for exactly that attempt.
+WITH input AS (
+    SELECT *
+      FROM unnest(%(tenant_ids)s::uuid[], %(delivery_ids)s::uuid[],
+                  %(attempt_numbers)s::integer[]) AS i(tenant_id, id, attempt_number)
+), released AS (
+    UPDATE deliveries d
+       SET state = 'retry_scheduled', locked_by = NULL, locked_until = NULL,
+           attempt_count = d.attempt_count - 1,
+           next_attempt_at = now() + make_interval(secs => %(delay_s)s),
+           updated_at = now()
+      FROM input i
+     WHERE d.tenant_id = i.tenant_id AND d.id = i.id
+       AND d.locked_by = %(worker_id)s AND d.attempt_count = i.attempt_number
+    RETURNING d.tenant_id, d.id, i.attempt_number
+), forgotten AS (
+    DELETE FROM delivery_attempts a
+     USING released r
+     WHERE a.tenant_id = r.tenant_id AND a.delivery_id = r.id
+       AND a.attempt_number = r.attempt_number AND a.outcome IS NULL
+)
+SELECT id FROM released;

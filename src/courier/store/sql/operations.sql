@@ -98,19 +98,16 @@ SELECT (SELECT count(*) FROM candidates) > %(limit)s AS more,
        (SELECT count(*) FROM wake) AS notified;
 
 -- name: destination_outage
--- What a destination missed since %(since)s: events matching its event_types with no
--- delivery to it, and its deliveries that failed as destination_disabled (not replayed).
+-- What a destination missed since %(since)s: events matching its event_types and filter
+-- with no delivery to it, and its deliveries that failed as destination_disabled (not replayed).
 SELECT
     (SELECT count(*)
        FROM events e
       WHERE e.tenant_id = dst.tenant_id AND e.created_at >= %(since)s
         AND (%(until)s::timestamptz IS NULL OR e.created_at < %(until)s::timestamptz)
-        AND (cardinality(dst.event_types) = 0
-             OR e.type = ANY (dst.event_types)
-             OR EXISTS (SELECT 1 FROM unnest(dst.event_types) AS p(pattern)
-                         WHERE p.pattern = '*'
-                            OR (right(p.pattern, 2) = '.*'
-                                AND starts_with(e.type, left(p.pattern, -1)))))
+        AND courier_event_type_matches(dst.event_types, e.type)
+        AND (dst.filter_plan IS NULL OR courier_filter_matches(dst.filter_plan, e.payload::text))
+        AND NOT e.test  -- a test send was for the destination it went to, no other
         AND NOT EXISTS (SELECT 1 FROM deliveries d
                          WHERE d.tenant_id = e.tenant_id AND d.event_id = e.id
                            AND d.destination_id = dst.id)) AS missed_events,
@@ -128,8 +125,8 @@ SELECT
 
 -- name: recover_destination
 -- Outage recovery, one statement, for a live destination: up to %(limit)s of
--- (a) events in [since, until) matching its event_types that have no delivery to it get
---     one (with delivery.created), oldest first, then
+-- (a) events in [since, until) matching its event_types and filter that have no
+--     delivery to it get one (with delivery.created), oldest first, then
 -- (b) its destination_disabled failures in the window that were not replayed get a
 --     replay (with delivery.replayed);
 -- one audit record, one NOTIFY. With %(dry_run)s nothing is written.
@@ -142,12 +139,9 @@ WITH dst AS (
       JOIN events e ON e.tenant_id = dst.tenant_id
      WHERE e.created_at >= %(since)s
        AND (%(until)s::timestamptz IS NULL OR e.created_at < %(until)s::timestamptz)
-       AND (cardinality(dst.event_types) = 0
-            OR e.type = ANY (dst.event_types)
-            OR EXISTS (SELECT 1 FROM unnest(dst.event_types) AS p(pattern)
-                        WHERE p.pattern = '*'
-                           OR (right(p.pattern, 2) = '.*'
-                               AND starts_with(e.type, left(p.pattern, -1)))))
+       AND courier_event_type_matches(dst.event_types, e.type)
+       AND (dst.filter_plan IS NULL OR courier_filter_matches(dst.filter_plan, e.payload::text))
+       AND NOT e.test  -- a test send was for the destination it went to, no other
        AND NOT EXISTS (SELECT 1 FROM deliveries d
                         WHERE d.tenant_id = e.tenant_id AND d.event_id = e.id
                           AND d.destination_id = dst.id)
@@ -300,6 +294,10 @@ SELECT pg_advisory_unlock(%(key)s) AS unlocked;
 -- before %(before)s and that no remaining replay names (a replay is newer: it goes
 -- first), with their attempts and lifecycle events. Audit records are kept. Rows
 -- another transaction holds are skipped, not waited for.
+-- The caller keeps %(before)s below the oldest day of attempts still partitioned: those
+-- days go whole (courier.store.history), and their deliveries after them. Lifecycle
+-- events are removed here only from before %(lifecycle_before)s (the first partition and
+-- the default one); from there on they go by whole days, as a stream.
 WITH doomed AS (
     SELECT d.tenant_id, d.id
       FROM deliveries d
@@ -321,6 +319,7 @@ WITH doomed AS (
     DELETE FROM lifecycle_events l
      USING doomed x
      WHERE l.tenant_id = x.tenant_id AND l.delivery_id = x.id
+       AND l.occurred_at < coalesce(%(lifecycle_before)s::timestamptz, 'infinity')
     RETURNING l.id
 ), removed AS (
     DELETE FROM deliveries d
@@ -351,6 +350,24 @@ WITH doomed AS (
     RETURNING e.id
 )
 SELECT count(*) AS events FROM removed;
+
+-- name: cleaner_delete_destination_events
+-- One retention batch of one tenant's destination lifecycle events (`destination.*`, no
+-- delivery to go with) that happened before %(before)s.
+WITH doomed AS (
+    SELECT l.tenant_id, l.txid, l.seq
+      FROM lifecycle_events l
+     WHERE l.tenant_id = %(tenant_id)s AND l.delivery_id IS NULL
+       AND l.occurred_at < %(before)s
+     LIMIT %(batch)s
+       FOR UPDATE SKIP LOCKED
+), removed AS (
+    DELETE FROM lifecycle_events l
+     USING doomed x
+     WHERE l.tenant_id = x.tenant_id AND l.txid = x.txid AND l.seq = x.seq
+    RETURNING l.id
+)
+SELECT count(*) AS lifecycle_events FROM removed;
 
 -- name: cleaner_cutoffs
 SELECT now() - make_interval(secs => %(delivered_seconds)s) AS delivered_before,

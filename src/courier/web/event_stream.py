@@ -10,6 +10,12 @@ Writing a page to a client that does not read blocks once the socket buffers are
 a page not taken within `send_timeout_s` drops the client (it reconnects with
 `Last-Event-ID` and resumes where it was). A comment line every `heartbeat_s` keeps idle
 connections (and the proxies between) open.
+
+A stream outlives the request that authenticated it, so every `auth_recheck_s` it asks its
+`authorized` check again (is the API key still live, has the console session expired)
+and ends when the answer is no; a client that reconnects is then refused. `StreamSlots`
+caps the streams a tenant holds open in one process, so one tenant cannot take every
+pooled connection the streams draw on.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +34,12 @@ import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 from starlette.responses import StreamingResponse
-from starlette.types import Message, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from courier.enqueue import NOTIFY_CHANNEL
+from courier.errors import CourierError
 from courier.metrics import CourierMetrics
 from courier.store.feed import FeedPosition, LifecycleEvent, read_feed
+from courier.store.notify import listen
 
 logger = logging.getLogger("courier.api")
 
@@ -43,6 +50,11 @@ SEND_TIMEOUT_S = 10.0  # seconds a client may take to accept one page before it 
 RECONNECT_MS = 2000  # the `retry:` a client is told to wait before reconnecting
 LISTEN_RETRY_S = 1.0  # seconds between attempts to reopen the LISTEN connection
 POOL_TIMEOUT_S = 5.0  # seconds a stream waits for a pooled connection
+AUTH_RECHECK_S = 30.0  # seconds between checks that a stream's credential still holds
+SLOTS_RETRY_AFTER_S = 10  # the Retry-After (seconds) of a stream refused for its tenant's cap
+
+# Asked on a pooled connection every `auth_recheck_s`: does the stream's credential hold?
+Authorized = Callable[[psycopg.AsyncConnection[Any]], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +63,32 @@ class StreamConfig:
     poll_interval_s: float = POLL_INTERVAL_S
     page_size: int = PAGE_SIZE
     send_timeout_s: float = SEND_TIMEOUT_S
+    auth_recheck_s: float = AUTH_RECHECK_S
+
+
+class StreamSlots:
+    """The streams each tenant holds open in this process, at most `per_tenant` each."""
+
+    def __init__(self, per_tenant: int) -> None:
+        self.per_tenant = per_tenant
+        self._open: defaultdict[uuid.UUID, int] = defaultdict(int)
+
+    def acquire(self, tenant_id: uuid.UUID) -> bool:
+        """Take a slot for a new stream; False when the tenant already holds its cap."""
+        if self._open[tenant_id] >= self.per_tenant:
+            return False
+        self._open[tenant_id] += 1
+        return True
+
+    def release(self, tenant_id: uuid.UUID) -> None:
+        left = self._open.get(tenant_id, 0) - 1
+        if left > 0:
+            self._open[tenant_id] = left
+        else:
+            self._open.pop(tenant_id, None)
+
+    def held(self, tenant_id: uuid.UUID) -> int:
+        return self._open.get(tenant_id, 0)
 
 
 class FeedHub:
@@ -85,30 +123,28 @@ class FeedHub:
                 event.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True, application_name="courier-api-listen"
-                )
-                try:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    self.listening.set()
-                    self.wake_all()  # whatever arrived while we were not listening
-                    while not stop.is_set():
-                        async for note in conn.notifies(timeout=1.0):
-                            self.wake(note.payload)
-                finally:
-                    self.listening.clear()
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-            except (psycopg.Error, OSError) as exc:
-                if stop.is_set():
-                    return
-                logger.warning(
-                    "event stream LISTEN failed (%s); polling meanwhile", type(exc).__name__
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=LISTEN_RETRY_S)
+        async def connect() -> psycopg.AsyncConnection[Any]:
+            return await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, application_name="courier-api-listen"
+            )
+
+        def listening() -> None:
+            self.listening.set()
+            self.wake_all()  # whatever arrived while we were not listening
+
+        async def failed(exc: BaseException) -> None:
+            logger.warning("event stream LISTEN failed (%s); polling meanwhile", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=LISTEN_RETRY_S)
+
+        await listen(
+            connect,
+            stop,
+            on_notify=self.wake,
+            on_listening=listening,
+            on_lost=self.listening.clear,
+            on_error=failed,
+        )
 
 
 def format_event(event: LifecycleEvent) -> bytes:
@@ -117,6 +153,7 @@ def format_event(event: LifecycleEvent) -> bytes:
 
 
 HEARTBEAT = b": heartbeat\n\n"
+REVOKED = b": the credential no longer holds; closing\n\n"
 
 
 async def event_stream(
@@ -126,20 +163,40 @@ async def event_stream(
     tenant_id: uuid.UUID,
     after: FeedPosition,
     config: StreamConfig,
+    authorized: Authorized,
+    visible: Callable[[LifecycleEvent], bool] | None = None,
 ) -> AsyncGenerator[bytes, None]:
-    """The SSE body: pages of events as they become visible, heartbeats in between."""
+    """The SSE body: pages of events as they become visible, heartbeats in between.
+
+    It ends (after a comment saying why) once `authorized` answers False. With `visible`,
+    only the events it accepts are sent (a console session limited to some destinations);
+    the position still moves past the others.
+    """
     position = after
     with hub.subscribe(tenant_id) as wake:  # before the first byte: no NOTIFY is missed
         yield b"retry: %d\n\n" % RECONNECT_MS
         last_sent = time.monotonic()
+        next_check = last_sent + config.auth_recheck_s
         while True:
             wake.clear()
+            holds = True
             async with pool.connection(timeout=POOL_TIMEOUT_S) as conn:
-                events = await read_feed(conn, tenant_id, position, config.page_size)
+                if time.monotonic() >= next_check:
+                    holds = await authorized(conn)
+                    next_check = time.monotonic() + config.auth_recheck_s
+                events = (
+                    await read_feed(conn, tenant_id, position, config.page_size) if holds else []
+                )
+            if not holds:  # said outside the block: a write never holds a pooled connection
+                logger.info("event stream closed: its credential no longer holds")
+                yield REVOKED
+                return
             if events:
                 position = events[-1].position
-                yield b"".join(format_event(e) for e in events)
-                last_sent = time.monotonic()
+                shown = events if visible is None else [e for e in events if visible(e)]
+                if shown:
+                    yield b"".join(format_event(e) for e in shown)
+                    last_sent = time.monotonic()
                 if len(events) == config.page_size:
                     continue  # there is probably more
             idle = time.monotonic() - last_sent
@@ -147,12 +204,16 @@ async def event_stream(
                 yield HEARTBEAT
                 last_sent = time.monotonic()
                 idle = 0.0
-            timeout = min(config.poll_interval_s, config.heartbeat_s - idle)
+            timeout = min(
+                config.poll_interval_s,
+                config.heartbeat_s - idle,
+                next_check - time.monotonic(),
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=max(0.0, timeout))
 
 
-class SlowClient(Exception):
+class SlowClient(CourierError):
     """The client did not accept a page within the send timeout."""
 
 
@@ -161,7 +222,8 @@ class EventStreamResponse(StreamingResponse):
 
     Every write is bounded by `send_timeout_s`; when one does not complete in time the
     stream ends and the server closes the connection, so a stalled client costs at most
-    one page of memory and never holds a database connection.
+    one page of memory and never holds a database connection. `on_close` runs once the
+    response is over, however it ended (it gives back the tenant's stream slot).
     """
 
     media_type = "text/event-stream"
@@ -172,6 +234,7 @@ class EventStreamResponse(StreamingResponse):
         *,
         send_timeout_s: float,
         metrics: CourierMetrics,
+        on_close: Callable[[], None],
     ) -> None:
         super().__init__(
             content,
@@ -181,6 +244,13 @@ class EventStreamResponse(StreamingResponse):
         self._send_timeout_s = send_timeout_s
         self._metrics = metrics
         self._content = content
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
 
     async def stream_response(self, send: Send) -> None:
         async def timed_send(message: Message) -> None:

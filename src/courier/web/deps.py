@@ -1,0 +1,43 @@
+"""Request dependencies that the API and the console share.
+
+ConnDep      an autocommit connection from the app's pool, returned after the request
+SettingsDep  the Settings the app was built with
+
+A connection a request gives back whole is stamped in `app.state.conn_returned_at` (when
+the app keeps one): the pool's check before handing it out again can then skip the round
+trip for a connection that just worked (courier.api.app).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import Depends, Request
+from psycopg_pool import AsyncConnectionPool
+
+from courier.settings import Settings
+
+POOL_TIMEOUT = 5.0  # seconds a request waits for a connection before answering 503
+
+
+async def get_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    pool: AsyncConnectionPool[Any] = request.app.state.pool
+    returned_at: MutableMapping[Any, float] | None = getattr(
+        request.app.state, "conn_returned_at", None
+    )
+    async with pool.connection(timeout=POOL_TIMEOUT) as conn:
+        yield conn
+        if returned_at is not None and not conn.broken:
+            returned_at[conn] = time.monotonic()
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+ConnDep = Annotated[psycopg.AsyncConnection[Any], Depends(get_conn)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
