@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from courier.crypto import SecretBox, generate_key
+from tests.support.ports import free_port as _free_port
 
 TIMEOUT = 120  # seconds per command
 
@@ -153,13 +154,6 @@ def test_a_busy_port_is_one_line_before_anything_says_courier_is_up(
     )
     assert "courier is up" not in result.stdout
     assert "API key" not in result.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_serve_says_where_it_listens_once_it_does(db_url: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -16,13 +15,7 @@ from pathlib import Path
 import httpx
 
 from courier.crypto import generate_key
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.support.ports import free_port as _free_port
 
 
 def test_serve_stops_cleanly_with_its_embedded_database() -> None:

@@ -7,7 +7,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -20,14 +19,8 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from tests.support.ports import free_port as _free_port
 from tests.support.receiver import Receiver
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

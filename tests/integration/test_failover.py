@@ -37,7 +37,8 @@ from courier.crypto import SecretBox, generate_key
 from courier.destinations import create_destination
 from courier.store.migrate import migrate
 from courier.tenancy import create_tenant
-from tests.support.failover import Cluster, available, free_port
+from tests.support.failover import Cluster, available
+from tests.support.ports import free_port
 
 DBNAME = "courier"
 RATE = 25.0  # events per second sent through the API

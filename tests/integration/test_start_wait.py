@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -12,12 +11,7 @@ import pytest
 
 from courier.store.database import DatabaseUnavailable, check_reachable, is_transient
 from tests.support.database import with_dbname
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.ports import closed_port as _closed_port
 
 
 def test_a_server_not_listening_is_waited_for_then_named(caplog: pytest.LogCaptureFixture) -> None:

@@ -12,17 +12,13 @@ import socket
 import subprocess
 from pathlib import Path
 
+from tests.support.ports import free_port
+
 
 def reachable(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
         return True
     return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RedisServer:
@@ -124,6 +120,8 @@ class RabbitMQNode:
             if self.proc.returncode is not None:
                 break
             if reachable(self.port):
+                # The listener is ours only if our node says it has booted.
+                await self.ctl("await_startup")
                 return
             await asyncio.sleep(0.1)
         raise AssertionError("rabbitmq-server did not start: see " + str(self.workdir))
@@ -149,3 +147,8 @@ class RabbitMQNode:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             await asyncio.wait_for(self.proc.wait(), timeout=10)
             self.proc = None
+        for _ in range(100):  # the VM's sockets close a moment after the script is reaped
+            if not reachable(self.port):
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"rabbitmq-server still listens on {self.port} after SIGKILL")

@@ -30,7 +30,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -57,12 +56,6 @@ SETTINGS = {
 
 def available() -> bool:
     return all((PG_BIN / tool).exists() for tool in ("initdb", "pg_ctl", "pg_basebackup"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.support.ports import free_port
 
 PACKAGED = Path("/usr/share/redmine")
 SETUP_SCRIPT = Path(__file__).with_name("redmine_setup.rb")
@@ -147,12 +148,6 @@ def prepare() -> Prepared:
             building.rename(database)
             facts_file.write_text(json.dumps(facts))
         return Prepared(root, database, json.loads(facts_file.read_text()))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

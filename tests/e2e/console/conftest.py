@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from courier.asgi import create_app
 from courier.settings import Settings
 from courier.tenancy import create_tenant
 from tests.support.engine import make_worker, run_workers
+from tests.support.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it)
 CHROMIUM_ARGS = [
@@ -41,13 +41,6 @@ CHROMIUM_ARGS = [
 VIEWPORT: ViewportSize = {"width": 1280, "height": 900}  # fixed, so screenshots are comparable
 # Where `make screenshots` asks the screenshot test to write (docs/images); unset: tmp.
 SCREENSHOT_DIR_ENV = "COURIER_CONSOLE_SCREENSHOTS"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

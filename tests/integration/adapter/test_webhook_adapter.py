@@ -11,7 +11,6 @@ import asyncio
 import datetime as dt
 import email.utils
 import json
-import socket
 import ssl
 import time
 from collections import Counter
@@ -31,6 +30,7 @@ from courier import __version__
 from courier.adapters.base import AttemptResult, DeliveryRequest
 from courier.adapters.webhook import MAX_RESPONSE_BYTES, WebhookAdapter
 from courier.signing import generate_secret
+from tests.support.ports import free_port as _free_port
 
 SECRET_A = generate_secret()
 SECRET_B = generate_secret()
@@ -203,13 +203,6 @@ async def tcp_counter() -> AsyncIterator[ConnectionCounter]:
     finally:
         server.close()
         await server.wait_closed()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def _assert_not_leaky(result: AttemptResult) -> None:

@@ -3,7 +3,6 @@ outage (503 with Retry-After), and an internal failure (500 without a traceback)
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import httpx
@@ -13,6 +12,7 @@ from courier.asgi import create_app
 from courier.crypto import SecretBox, generate_key
 from courier.destinations import create_destination
 from tests.integration.api.conftest import Tenant, api_settings, serving
+from tests.support.ports import closed_port as _closed_port
 
 PROBLEM_KEYS = {"type", "title", "status", "detail"}
 
@@ -41,13 +41,6 @@ async def test_malformed_id_is_422_naming_the_path_field(
     assert body["errors"] == [
         {"field": "delivery_id", "location": "path", "message": body["errors"][0]["message"]}
     ]
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 async def test_database_outage_answers_503_with_retry_after(

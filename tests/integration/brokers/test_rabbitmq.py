@@ -173,7 +173,7 @@ async def test_a_rabbitmq_node_killed_and_restarted_mid_run_loses_no_event(
         config,
         max_attempts=50,
         backoff_initial_ms=100,
-        backoff_max_ms=300,
+        backoff_max_ms=1000,  # ~45 s of outage before a dead letter: a loaded node boots slowly
         timeout_ms=1000,
     )
     total = 40

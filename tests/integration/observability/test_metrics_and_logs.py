@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,15 +24,9 @@ from courier.tenancy import create_api_key
 from tests.conftest import DestinationFactory
 from tests.integration.observability.conftest import asgi_serving
 from tests.support.engine import Engine, wait_terminal, worker_process
+from tests.support.ports import free_port as _free_port
 
 METRICS_TOKEN = "metrics-token-for-tests"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

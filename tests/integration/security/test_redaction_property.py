@@ -32,7 +32,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import socket
 import string
 import uuid
 from collections import Counter
@@ -63,6 +62,7 @@ from tests.integration.api.conftest import api_settings, serving
 from tests.support.broker_servers import RabbitMQNode, RedisServer
 from tests.support.database import direct
 from tests.support.engine import TERMINAL, make_worker, run_workers
+from tests.support.ports import closed_port as _closed_port
 
 # URL-safe characters (unreserved), so a secret can sit in user-info and a query string.
 SECRET_ALPHABET = string.ascii_letters + string.digits + "-._~"
@@ -200,13 +200,6 @@ def captured_logs() -> Iterator[Captured]:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 class Scenario:

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from courier.destinations import create_destination
 from courier.enqueue import enqueue_event
 from courier.tenancy import create_tenant
 from tests.support.engine import make_worker, run_workers, wait_terminal
+from tests.support.ports import free_port as _free_port
 from tests.support.receiver import Receiver
 
 
@@ -67,12 +67,6 @@ def _untouched(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
     ).fetchone()
     assert row is not None
     return tuple(row)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("command", ["worker", "up"])
