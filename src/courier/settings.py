@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     allow_private_destinations: bool = False
     allowed_networks: str = ""  # comma-separated CIDRs admitted despite the SSRF guard
     dns_servers: str = ""  # comma-separated IP[:port] the worker asks; empty: resolv.conf
-    # http://host:port: every webhook connection is a CONNECT tunnel through this proxy
+    # http://host:port: every webhook and ticketing connection is a CONNECT tunnel through
+    # this proxy (broker kinds connect directly)
     egress_proxy: str | None = None
 
     # largest API request body accepted (bytes); larger answers 413

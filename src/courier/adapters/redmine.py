@@ -52,7 +52,14 @@ from yarl import URL
 from courier import __version__, redact, retry
 from courier.adapters.base import AttemptOutcome, AttemptResult, DeliveryRequest, finished
 from courier.adapters.brokers import AddressGuard, BrokerRefused
-from courier.adapters.http1 import CannotConnect, Http1Client, InvalidResponse, Target
+from courier.adapters.http1 import (
+    CannotConnect,
+    Http1Client,
+    InvalidResponse,
+    Proxy,
+    ProxyFailed,
+    Target,
+)
 from courier.adapters.resolver import LookupFailed
 from courier.errors import CourierError
 from courier.store import tickets
@@ -179,8 +186,10 @@ class RedmineAdapter:
         *,
         pooled: bool = False,
         database_connections: int = DATABASE_CONNECTIONS,
+        egress_proxy: str | None = None,
     ) -> None:
         self._guard = guard
+        self._proxy = Proxy.parse(egress_proxy) if egress_proxy else None
         self._database_url = database_url
         self._pooled = pooled
         self._connections = database_connections
@@ -216,6 +225,7 @@ class RedmineAdapter:
                 self._guard.addresses,
                 max_body_bytes=MAX_RESPONSE_BYTES,
                 excerpt_bytes=MAX_RESPONSE_BYTES,
+                proxy=self._proxy,
             )
         return self._client
 
@@ -428,6 +438,8 @@ class RedmineAdapter:
             raise RedmineFailure("permanent_failure", f"Redmine {exc}") from None
         except LookupFailed as exc:
             raise RedmineFailure("retryable_failure", f"DNS lookup failed: {exc.reason}") from None
+        except ProxyFailed as exc:  # the proxy's fault, named, never Redmine's address
+            raise RedmineFailure("retryable_failure", str(exc)) from None
         except CannotConnect as exc:
             raise RedmineFailure("retryable_failure", f"cannot connect to Redmine: {exc}") from None
         except InvalidResponse as exc:

@@ -1,5 +1,7 @@
 """The adapter a worker delivers through: the webhook's, a broker kind's or a ticketing
 kind's (which keeps its links between correlation keys and tickets in `database_url`).
+Ticketing kinds speak HTTP and go through the egress proxy as webhooks do; broker kinds
+speak their own protocols and connect directly.
 
 Broker adapters are built on first use, so an installation without an optional extra
 (aio-pika, nats-py, redis) still delivers webhooks and every other kind; a destination of
@@ -37,10 +39,12 @@ class KindRouter:
         dns_servers: Sequence[str] = (),
         database_url: str | None = None,
         pooled: bool = False,
+        egress_proxy: str | None = None,
     ) -> None:
         self._webhook = webhook
         self._database_url = database_url
         self._pooled = pooled
+        self._egress_proxy = egress_proxy
         self._guard = AddressGuard(allow_private, allowed_networks, dns_servers)
         self._adapters: dict[str, DeliveryAdapter] = {}
 
@@ -56,7 +60,12 @@ class KindRouter:
         module, name = _ADAPTERS[kind]
         factory = getattr(importlib.import_module(module), name)
         made: DeliveryAdapter = (
-            factory(self._guard, self._database_url, pooled=self._pooled)
+            factory(
+                self._guard,
+                self._database_url,
+                pooled=self._pooled,
+                egress_proxy=self._egress_proxy,
+            )
             if kind in kinds.TICKETING
             else factory(self._guard)
         )

@@ -84,6 +84,7 @@ def build_worker(
         dns_servers=settings.dns_server_list(),
         database_url=database_url,
         pooled=config.pooled,
+        egress_proxy=settings.egress_proxy,
     )
     # History partitions, retention and destination health run on a ticker in every
     # worker; each pass takes an advisory lock, so many workers still run one pass at a

@@ -39,7 +39,7 @@ def redmine_config(redmine: RedmineServer, project: str, **overrides: Any) -> di
     return redmine.destination_config(project, **overrides)
 
 
-def redmine_worker(engine: Engine, **config: Any) -> Worker:
+def redmine_worker(engine: Engine, egress_proxy: str | None = None, **config: Any) -> Worker:
     """A real worker whose router keeps ticket links in the test database."""
     config.setdefault("poll_interval_s", 0.1)
     config.setdefault("lease_seconds", 5.0)
@@ -56,6 +56,7 @@ def redmine_worker(engine: Engine, **config: Any) -> Worker:
         allow_private=True,
         database_url=engine.db_url,
         pooled=cfg.pooled,  # through PgBouncer in transaction mode: nothing prepared
+        egress_proxy=egress_proxy,
     )
     return Worker(cfg, router, SecretBox(engine.secret_key))
 
