@@ -167,6 +167,12 @@ async def test_the_health_service_disables_only_destinations_that_stopped_workin
         (failing, REASON_FAILING, "system:health"),
         (gone, REASON_GONE, "system:health"),
     }
+    # each one turned off is a destination.disabled lifecycle event saying why
+    switched = conn.execute(
+        "SELECT destination_id, data->>'reason' FROM lifecycle_events"
+        " WHERE type = 'destination.disabled'"
+    ).fetchall()
+    assert sorted(switched) == sorted([(failing, REASON_FAILING), (gone, REASON_GONE)])
 
     # a second run changes nothing; re-enabling starts a new judgement
     assert (await HealthService(direct_db_url).run_once()).disabled == []
