@@ -225,20 +225,27 @@ def secrets_rekey(batch_size: int) -> None:
     To retire a key: set COURIER_SECRET_KEY=NEW,OLD everywhere, run this, then drop OLD.
     Safe to run again (secrets already under NEW are left alone) and while courier runs.
     """
-    from courier.rekey import rekey_secrets
+    from courier.cli_bulk import progress
+    from courier.rekey import RekeyResult, rekey_secrets
+    from courier.store import destinations as destinations_store
 
     settings = _settings()
     box = _secret_box(settings, "it holds the keys to re-encrypt with")
     with direct_database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
-        result = rekey_secrets(
-            conn,
-            box,
-            batch_size=batch_size,
-            on_batch=lambda r: click.echo(
-                f"rekey: {r.destinations} destination(s) scanned, "
-                f"{r.rekeyed_destinations} rewritten"
-            ),
-        )
+        total = destinations_store.secrets_total(conn)
+        # a bar on a terminal; a line per batch otherwise (logs, CI)
+        with progress("rekey", total) as bar:
+
+            def on_batch(r: RekeyResult) -> None:
+                if bar.bar_shown:
+                    bar.step(r.destinations - bar.done)
+                else:
+                    click.echo(
+                        f"rekey: {r.destinations} destination(s) scanned, "
+                        f"{r.rekeyed_destinations} rewritten"
+                    )
+
+            result = rekey_secrets(conn, box, batch_size=batch_size, on_batch=on_batch)
     click.echo(
         f"destinations: {result.destinations} scanned, {result.rekeyed_destinations} rewritten "
         f"({result.batches} batch(es))"

@@ -47,6 +47,10 @@ class Progress:
     def __init__(self, label: str, total: int, bar: Any | None) -> None:
         self.label, self.total, self.done, self._bar = label, total, 0, bar
 
+    @property
+    def bar_shown(self) -> bool:
+        return self._bar is not None
+
     def step(self, n: int) -> None:
         self.done += n
         if self._bar is not None:

@@ -63,6 +63,12 @@ def secrets_batch(
     return conn.execute(query("secrets_rekey_batch"), params).fetchall()
 
 
+def secrets_total(conn: Conn) -> int:
+    """How many destinations `secrets_batch` walks through, deleted ones too."""
+    row = conn.execute(query("secrets_rekey_total")).fetchone()
+    return int(row[0]) if row else 0
+
+
 def store_secrets(
     conn: Conn,
     tenant_id: uuid.UUID,

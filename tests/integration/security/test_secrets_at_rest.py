@@ -3,7 +3,9 @@ holds no plaintext secret, and `serve`/`worker` refusing to start without a usab
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
 import subprocess
 import sys
 import uuid
@@ -117,6 +119,36 @@ async def test_rekey_moves_every_secret_to_the_first_key_and_is_idempotent(
     for hit in hits:
         assert any(_verifies(p, hit.body, hit.headers) for p in plaintexts)
     assert box_b.decrypt(after[0]) in plaintexts
+
+
+def test_rekey_on_a_terminal_draws_a_bar_instead_of_lines(
+    conn: psycopg.Connection[Any], db_url: str, receiver: Receiver
+) -> None:
+    key_a, key_b = generate_key(), generate_key()
+    _seed(conn, SecretBox(key_a), receiver.url("/bar"))
+    base = {k: v for k, v in os.environ.items() if not k.startswith("COURIER_")}
+    env = {**base, "COURIER_DATABASE_URL": db_url, "COURIER_SECRET_KEY": f"{key_b},{key_a}"}
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "courier", "secrets", "rekey", "--batch-size", "2"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=follower,
+        )
+        os.close(follower)
+        chunks = []
+        with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+            while chunk := os.read(leader, 4096):
+                chunks.append(chunk)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        os.close(leader)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert "rekey  [####" in shown and "100%" in shown, shown
+    assert "destination(s) scanned" not in shown  # the bar, not the per-batch lines
+    assert "6 re-encrypted, 0 already under the first key, 0 undecryptable" in shown
 
 
 def _verifies(secret: str, body: bytes, headers: dict[str, str]) -> bool:

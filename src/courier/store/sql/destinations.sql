@@ -142,6 +142,10 @@ SELECT tenant_id, id, signing_secrets, config_secrets, option_secrets
  LIMIT %(limit)s
    FOR UPDATE;
 
+-- name: secrets_rekey_total
+-- How many destinations a rekey will scan (its progress bar's length).
+SELECT count(*) FROM destinations;
+
 -- name: secrets_rekey_update
 UPDATE destinations
    SET signing_secrets = %(signing_secrets)s, config_secrets = %(config_secrets)s,
