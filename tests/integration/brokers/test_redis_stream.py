@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis.asyncio as aioredis
 from standardwebhooks.webhooks import Webhook
 
 from courier.enqueue import enqueue_event
+from courier.recovery import recover_destination
 from tests.integration.brokers.conftest import (
     REDIS_URL,
     RedisServer,
@@ -188,3 +190,33 @@ async def test_connections_are_pooled_bounded_by_max_in_flight_and_closed_on_sto
         await observer.aclose()
     assert 1 <= most <= 2  # one pool per (tenant, URL), at most max_in_flight connections
     assert after == 0  # the worker closed its connections when it stopped
+
+
+async def test_recover_delivers_to_a_broker_what_it_missed_while_disabled(
+    engine: Engine, shared_redis: tuple[aioredis.Redis, str]
+) -> None:
+    client, stream = shared_redis
+    dest, _ = broker_destination(engine, "redis_stream", {"url": REDIS_URL, "stream": stream})
+    engine.conn.execute(
+        "UPDATE destinations SET enabled = false, disabled_at = now() WHERE id = %s",
+        (dest["id"],),
+    )
+    (since,) = engine.conn.execute("SELECT now() - interval '1 second'").fetchone() or (None,)
+    missed = [enqueue_event(engine.conn, engine.tenant, "tick", {"n": n}) for n in range(3)]
+    assert all(e.deliveries == [] for e in missed)  # nothing made for a disabled one
+    engine.conn.execute(
+        "UPDATE destinations SET enabled = true, enabled_at = now() WHERE id = %s", (dest["id"],)
+    )
+    async with await psycopg.AsyncConnection.connect(engine.db_url, autocommit=True) as conn:
+        result = await recover_destination(
+            conn, engine.tenant, dest["id"], actor="test", since=since
+        )
+        assert result.missed_events == 3
+        async with run_workers([broker_worker(engine)]):
+            await wait_terminal(engine.db_url, 3)
+        again = await recover_destination(
+            conn, engine.tenant, dest["id"], actor="test", since=since
+        )
+    assert again.count == 0  # never a second delivery of the same event
+    ids = [_entry(fields)[1]["webhook-id"] for _, fields in await client.xrange(stream)]
+    assert sorted(ids) == sorted(str(e.event_id) for e in missed)
