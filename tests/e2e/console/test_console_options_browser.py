@@ -123,3 +123,10 @@ async def test_an_operator_sets_options_and_sends_an_example_screenshots(
     await page.reload()
     await expect(page.locator(".badge").first).to_contain_text("delivered")
     await _no_secret(page)
+
+    # The catalog page: each type with its description and example, the schema folded.
+    await page.goto(f"{console.url}/console/event-types")
+    entry = page.locator('#event-types [data-event-type="order.created"]')
+    await expect(entry.locator(".description")).to_have_text("An order was placed")
+    await expect(entry.locator("pre.example")).to_contain_text('"ord_1001"')
+    await page.screenshot(path=str(folder / "console-event-types.png"), full_page=True)
