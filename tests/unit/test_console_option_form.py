@@ -17,7 +17,11 @@ from courier.console.option_form import posted_values, read_options, shown_value
 
 TOKEN_CHARS = "!#$%&'*+.^_`|~-" + "abcXYZ019"
 names = st.text(TOKEN_CHARS, min_size=1, max_size=12)
-secrets = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=8, max_size=24)
+# A marker no repr of the form's values contains, so a secret can never be found in one by
+# chance ("password", "token_ur", "00000000" are field names and ids, not leaks).
+secrets = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=8, max_size=24).map(
+    lambda text: f"~s~{text}"
+)
 
 
 def _form(**fields: Any) -> dict[str, list[str]]:
