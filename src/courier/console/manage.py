@@ -35,18 +35,10 @@ from courier.api.deps import ConnDep
 from courier.api.problems import ProblemError
 from courier.api.schemas import DestinationCreate, DestinationUpdate
 from courier.console import option_form
-from courier.console.inputs import BadField, form_lists, int_field, text_field
-from courier.console.routes import (
-    Operator,
-    csrf_ok,
-    current_operator,
-    not_found,
-    path_id,
-    read_only,
-    refused_form,
-    render,
-    to_sign_in,
-)
+from courier.console.auth import csrf_ok, current_operator, to_sign_in
+from courier.console.inputs import BadField, form_lists, int_field, path_id, text_field
+from courier.console.operator import Operator
+from courier.console.rendering import not_found, read_only, refused_form, render
 from courier.crypto import SecretBox
 from courier.store import portal as portal_store
 from courier.store import resources
