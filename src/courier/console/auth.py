@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from courier import portal
 from courier.console.inputs import form_fields
 from courier.console.operator import Branding, Operator
-from courier.console.rendering import message, refused_form, render
+from courier.console.rendering import message, read_only, refused_form, render
 from courier.console.session import (
     COOKIE_PATH,
     SESSION_COOKIE,
@@ -187,6 +187,30 @@ def csrf_ok(request: Request, form: dict[str, str]) -> bool:
     return signer is not None and signer.check_csrf(
         request.cookies.get(SESSION_COOKIE), form.get("csrf_token")
     )
+
+
+async def writer(request: Request, conn: store.AsyncConn) -> Operator | Response:
+    """The signed-in operator who may change things, or the page that says why not."""
+    operator = await current_operator(request, conn)
+    if operator is None:
+        return to_sign_in(request)
+    if not operator.can_write:
+        return read_only(operator)
+    return operator
+
+
+async def writer_form(
+    request: Request, conn: store.AsyncConn
+) -> tuple[Operator, dict[str, str]] | Response:
+    """A writer and the form they posted, once its CSRF token holds; or the page that
+    says why not."""
+    found = await writer(request, conn)
+    if isinstance(found, Response):
+        return found
+    form = await read_form(request)
+    if not csrf_ok(request, form):
+        return refused_form(found)
+    return found, form
 
 
 def _unconfigured() -> HTMLResponse:

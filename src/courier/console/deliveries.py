@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from courier import replay
-from courier.console.auth import csrf_ok, current_operator, read_form, to_sign_in
+from courier.console.auth import current_operator, to_sign_in, writer, writer_form
 from courier.console.explain import explain, reason_sentence
 from courier.console.inputs import path_id, time_field, token_field, uuid_field
 from courier.console.operator import Operator
@@ -27,8 +27,6 @@ from courier.console.rendering import (
     message,
     not_found,
     one_page,
-    read_only,
-    refused_form,
     render,
 )
 from courier.store import console as store
@@ -73,14 +71,10 @@ async def delivery_page(request: Request, conn: ConnDep, delivery_id: str) -> Re
 
 @router.post("/deliveries/{delivery_id}/replay")
 async def replay_one(request: Request, conn: ConnDep, delivery_id: str) -> Response:
-    operator = await current_operator(request, conn)
-    if operator is None:
-        return to_sign_in(request)
-    if not operator.can_write:
-        return read_only(operator)
-    form = await read_form(request)
-    if not csrf_ok(request, form):
-        return refused_form(operator)
+    posted = await writer_form(request, conn)
+    if isinstance(posted, Response):
+        return posted
+    operator, form = posted
     the_id = path_id(delivery_id)
     if the_id is not None and operator.scope is not None:
         row = await store.delivery(conn, operator.tenant_id, the_id)
@@ -204,11 +198,9 @@ async def _batch(
 
 @router.get("/dead-letters/replay")
 async def confirm_batch_replay(request: Request, conn: ConnDep) -> Response:
-    operator = await current_operator(request, conn)
-    if operator is None:
-        return to_sign_in(request)
-    if not operator.can_write:
-        return read_only(operator)
+    operator = await writer(request, conn)
+    if isinstance(operator, Response):
+        return operator
     filters = DeadLetterFilter.read(dict(request.query_params))
     if not operator.sees(filters.destination_id):
         return not_found(operator)
@@ -235,14 +227,10 @@ async def confirm_batch_replay(request: Request, conn: ConnDep) -> Response:
 
 @router.post("/dead-letters/replay")
 async def batch_replay(request: Request, conn: ConnDep) -> Response:
-    operator = await current_operator(request, conn)
-    if operator is None:
-        return to_sign_in(request)
-    if not operator.can_write:
-        return read_only(operator)
-    form = await read_form(request)
-    if not csrf_ok(request, form):
-        return refused_form(operator)
+    posted = await writer_form(request, conn)
+    if isinstance(posted, Response):
+        return posted
+    operator, form = posted
     filters = DeadLetterFilter.read(form)
     if not operator.sees(filters.destination_id):
         return not_found(operator)
