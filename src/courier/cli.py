@@ -15,43 +15,44 @@ from pydantic import ValidationError
 
 from courier import __version__
 from courier.crypto import SecretBox
-from courier.serving import PortUnavailable
+from courier.errors import CourierError
 from courier.settings import Settings, describe_invalid
-from courier.store.database import DatabaseUnavailable, database_url, unreachable
-from courier.store.embedded import EmbeddedPostgresError
-from courier.store.migrate import MigrationError, migrate
+from courier.store.database import database_url, unreachable
+from courier.store.migrate import migrate
 from courier.store.pooler import direct_database_url
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _fail(message: str) -> None:
-    click.echo(f"courier: {message}", err=True)
-    sys.exit(2)
+REFUSED = 2  # exit status: a setting, URL, key or argument to fix, or no database
 
 
 def clear_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Known failures end in one clear line on stderr, not a traceback."""
+    """Known failures end in one clear line on stderr and an exit status, not a traceback."""
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except (
-            DatabaseUnavailable,
-            EmbeddedPostgresError,
-            MigrationError,
-            PortUnavailable,
-            ValueError,
-        ) as exc:
-            _fail(str(exc))
-        except psycopg.OperationalError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            _fail(f"database unavailable: {first}")
-        raise AssertionError("unreachable")
+        except (CourierError, ValueError, psycopg.OperationalError) as exc:
+            line, status = answer_for(exc)
+            click.echo(f"courier: {line}", err=True)
+            sys.exit(status)
 
     return wrapper
+
+
+def answer_for(exc: Exception) -> tuple[str, int]:
+    """The line and the exit status a failure ends a command with: courier's own errors
+    (the courier.errors tree) carry their status, a ValueError is a value the caller gave
+    that cannot be used, and an OperationalError means PostgreSQL is out of reach."""
+    if isinstance(exc, CourierError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, psycopg.OperationalError):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"database unavailable: {first}", REFUSED
+    return str(exc), REFUSED
 
 
 # Settings whose flag is not the setting's name
@@ -66,7 +67,7 @@ def _settings(**overrides: Any) -> Settings:
         flags = {k: _FLAGS.get(k, f"--{k.replace('_', '-')}") for k in given}
         for line in describe_invalid(exc, flags):
             click.echo(f"courier: {line}", err=True)
-        sys.exit(2)
+        sys.exit(REFUSED)
 
 
 settings_from_env = _settings  # for the command modules beside this one (cli_bulk)
@@ -322,22 +323,14 @@ def maintenance_run_once(only: str | None) -> None:
 @clear_errors
 def worker_cmd() -> None:
     """Run one delivery worker (COURIER_WORKER_* settings)."""
-    from courier.worker.runner import START_WAIT_S, WorkerConfigError, run_worker
-    from courier.worker.worker import LoopDied
+    from courier.worker.runner import START_WAIT_S, run_worker
 
     settings = _settings()
     _setup_logging(settings)
     settings.worker_tenant_refs()  # refuse early, before touching the database
     _secret_box(settings, "the worker needs it to decrypt signing secrets")
     with database_url(settings, wait_s=START_WAIT_S) as url:
-        try:
-            run_worker(settings, url)
-        except WorkerConfigError as exc:
-            raise ValueError(str(exc)) from None
-        except LoopDied as exc:
-            # Exit non-zero (not 2, a configuration error) so a supervisor restarts us.
-            click.echo(f"courier: worker stopped: a loop ended unexpectedly: {exc}", err=True)
-            sys.exit(1)
+        run_worker(settings, url)  # a loop that dies: LoopDied, exit 1 (clear_errors)
 
 
 @main.command("serve")

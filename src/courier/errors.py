@@ -1,4 +1,6 @@
-"""The one tree of errors courier raises on purpose; the API and the CLI map them to answers.
+"""The one tree of errors courier raises on purpose; the API and the CLI map them to answers
+(the API to problem documents; the CLI, in courier.cli.clear_errors, to one line on stderr
+and the error's `exit_code`).
 
 CourierError
 ├── NotFound                  a tenant's row that is not there (or is another tenant's)
@@ -13,10 +15,15 @@ CourierError
 from __future__ import annotations
 
 import uuid
+from typing import ClassVar
 
 
 class CourierError(Exception):
     """Base of every error courier raises on purpose."""
+
+    # The `courier` command's exit status when one ends it: 2, a refusal the caller fixes
+    # (a setting, URL, key or argument); a subclass may say otherwise.
+    exit_code: ClassVar[int] = 2
 
 
 class NotFound(CourierError):

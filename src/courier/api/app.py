@@ -28,7 +28,7 @@ from courier.api import docs, problems
 from courier.api.body_limit import BodyLimitMiddleware
 from courier.api.key_cache import KeyCache
 from courier.api.openapi import build_openapi, errors
-from courier.api.routes import audit, deliveries, destinations, event_types, events, operations
+from courier.api.routes import audit, deliveries, destinations, event_types, events
 from courier.api.routes import observability as observability_routes
 from courier.api.routes import portal as portal_routes
 from courier.api.schemas import Health
@@ -129,7 +129,7 @@ def create_api(
         max_bytes=settings.max_payload_bytes,
         path_limits={"/v1/events/batch": settings.max_batch_bytes},
     )
-    for module in (destinations, events, deliveries, audit, operations):
+    for module in (destinations, events, deliveries, audit):
         app.include_router(module.router)
     app.include_router(portal_routes.router)  # one-time console links, branding
     app.include_router(event_types.router)

@@ -36,6 +36,11 @@ def errors(*codes: int, auth: bool = True) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+def conflict_response(description: str) -> dict[int | str, dict[str, Any]]:
+    """A 409 problem response for `responses=`, beside errors() (which has no 409)."""
+    return {409: {"model": Problem, "description": description}}
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, with every 4xx/5xx body under `application/problem+json`."""
     if app.openapi_schema:

@@ -87,6 +87,11 @@ class Unauthorized(ProblemError):
         )
 
 
+def conflict(detail: str, slug: str) -> ProblemError:
+    """A 409: the resource's state forbids the action; `slug` names that state."""
+    return ProblemError(409, detail, slug=slug)
+
+
 def invalid_field(field: str, message: str, location: str = "body") -> ProblemError:
     """A 422 naming one field, for checks that pydantic cannot make (they need settings)."""
     return ProblemError(

@@ -10,11 +10,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from courier.states import DeliveryState
 
+HEALTH_WINDOW = timedelta(hours=24)  # the success ratio's window
 # The console lists states in the order a delivery meets them.
 _S = DeliveryState
 _SHOWN = (_S.PENDING, _S.DELIVERING, _S.RETRY_SCHEDULED, _S.DELIVERED, _S.FAILED, _S.DEAD_LETTERED)

@@ -51,6 +51,14 @@ def uuid_field(field: str, value: str | None) -> uuid.UUID | None:
         raise BadField(field, "is not an id (a UUID)") from None
 
 
+def path_id(value: str) -> uuid.UUID | None:
+    """An id in the path; a malformed one names nothing (404), like an unknown one."""
+    try:
+        return uuid_field("id", value)
+    except BadField:
+        return None
+
+
 def time_field(field: str, value: str | None) -> datetime | None:
     """An ISO 8601 date and time, in UTC; one without a zone (an HTML datetime-local) is UTC."""
     text = _present(field, value, TIME_MAX_CHARS)

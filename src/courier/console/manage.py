@@ -35,18 +35,10 @@ from courier.api.deps import ConnDep
 from courier.api.problems import ProblemError
 from courier.api.schemas import DestinationCreate, DestinationUpdate
 from courier.console import option_form
-from courier.console.inputs import BadField, form_lists, int_field, text_field
-from courier.console.routes import (
-    Operator,
-    csrf_ok,
-    current_operator,
-    not_found,
-    path_id,
-    read_only,
-    refused_form,
-    render,
-    to_sign_in,
-)
+from courier.console.auth import csrf_ok, writer
+from courier.console.inputs import BadField, form_lists, int_field, path_id, text_field
+from courier.console.operator import Operator
+from courier.console.rendering import not_found, refused_form, render
 from courier.crypto import SecretBox
 from courier.store import portal as portal_store
 from courier.store import resources
@@ -71,21 +63,11 @@ def _box(request: Request) -> SecretBox | None:
     return box
 
 
-async def _writer(request: Request, conn: AsyncConn) -> Operator | Response:
-    """The signed-in operator who may change things, or the page that says why not."""
-    operator = await current_operator(request, conn)
-    if operator is None:
-        return to_sign_in(request)
-    if not operator.can_write:
-        return read_only(operator)
-    return operator
-
-
 async def _writer_of(
     request: Request, conn: AsyncConn, destination_id: str
 ) -> tuple[Operator, Row] | Response:
     """A writer and the destination the path names, or the page that says why not."""
-    found = await _writer(request, conn)
+    found = await writer(request, conn)
     if isinstance(found, Response):
         return found
     destination = await _own(conn, found, destination_id)
@@ -99,7 +81,7 @@ Posted = tuple[Operator, dict[str, list[str]]]
 
 async def _posted(request: Request, conn: AsyncConn) -> Posted | Response:
     """A writer's form, once its CSRF token holds."""
-    found = await _writer(request, conn)
+    found = await writer(request, conn)
     if isinstance(found, Response):
         return found
     fields: dict[str, list[str]] = {}
@@ -259,7 +241,7 @@ def _back_to(destination_id: uuid.UUID) -> RedirectResponse:
 
 @router.get("/destinations/new")
 async def new_destination(request: Request, conn: ConnDep) -> Response:
-    found = await _writer(request, conn)
+    found = await writer(request, conn)
     if isinstance(found, Response):
         return found
     return _form_page(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import psycopg
@@ -17,12 +16,6 @@ async def destination_health(
     conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
 ) -> Row | None:
     return await fetch_one(conn, "destination_health", params)
-
-
-async def tenant_ids(cur: Cursor) -> list[uuid.UUID]:
-    """Every tenant, for a maintenance pass."""
-    await cur.execute(query("maintenance_tenants"))
-    return [r["id"] for r in await cur.fetchall()]
 
 
 async def health_rows(cur: Cursor, params: dict[str, Any]) -> list[Row]:

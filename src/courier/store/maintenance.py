@@ -6,6 +6,7 @@ direct URL behind a transaction-mode pooler, see courier.store.pooler).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,3 +36,9 @@ async def exclusive_pass(
             yield cur
         finally:
             await cur.execute(query("maintenance_unlock"), {"key": key})
+
+
+async def tenant_ids(cur: psycopg.AsyncCursor[dict[str, Any]]) -> list[uuid.UUID]:
+    """Every tenant, for a maintenance pass."""
+    await cur.execute(query("maintenance_tenants"))
+    return [r["id"] for r in await cur.fetchall()]

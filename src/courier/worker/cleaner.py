@@ -24,21 +24,25 @@ for that replay to go first. Each batch (`batch_size` rows, default 1,000) is it
 short transaction that skips rows others hold, so the cleaner never blocks the
 delivery engine for long. One run at a time (a session advisory lock); a run does at
 most `max_batches` batches per tenant and table, and the next run continues.
+Its statements are courier.store.retention's.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, LiteralString
+from typing import Any
 
 import psycopg
 
 from courier.settings import Settings
-from courier.store import history
-from courier.store.maintenance import exclusive_pass
-from courier.store.queries import query
+from courier.store import history, retention
+from courier.store.maintenance import exclusive_pass, tenant_ids
+
+Cursor = psycopg.AsyncCursor[dict[str, Any]]
 
 CLEANER_LOCK_KEY = 7_240_314_161  # pg_try_advisory_lock key of the cleaner
 DAY = 86_400.0  # seconds
@@ -86,54 +90,41 @@ class Cleaner:
         async with exclusive_pass(self.database_url, CLEANER_LOCK_KEY) as cur:
             return CleanerRun(ran=False) if cur is None else await self._clean(cur)
 
-    async def _clean(self, cur: psycopg.AsyncCursor[dict[str, Any]]) -> CleanerRun:
+    async def _clean(self, cur: Cursor) -> CleanerRun:
         cfg = self.config
         run = CleanerRun(ran=True)
-        await cur.execute(
-            query("cleaner_cutoffs"),
-            {
-                "delivered_seconds": cfg.retention_days * DAY,
-                "dead_seconds": cfg.dead_letter_retention_days * DAY,
-            },
+        cutoffs = await retention.retention_cutoffs(
+            cur, cfg.retention_days * DAY, cfg.dead_letter_retention_days * DAY
         )
-        cutoffs = await cur.fetchone()
-        assert cutoffs is not None
-        floors = await self._drop_days(
-            cur, cutoffs["delivered_before"], cutoffs["dead_before"], run
-        )
-        await cur.execute(query("maintenance_tenants"))
-        tenants = [r["id"] for r in await cur.fetchall()]
+        floors = await self._drop_days(cur, cutoffs.delivered_before, cutoffs.dead_before, run)
         passes = (
-            (["delivered"], cutoffs["delivered_before"]),
-            (["failed", "dead_lettered"], cutoffs["dead_before"]),
+            (["delivered"], cutoffs.delivered_before),
+            (["failed", "dead_lettered"], cutoffs.dead_before),
         )
-        for tenant_id in tenants:
+        for tenant_id in await tenant_ids(cur):
             for states, before in passes:
                 for _ in range(cfg.max_batches):
-                    await cur.execute(
-                        query("cleaner_delete_deliveries"),
-                        {
-                            "tenant_id": tenant_id,
-                            "states": states,
-                            "before": _earlier(before, floors["delivery_attempts"]),
-                            "lifecycle_before": floors["lifecycle_events"],
-                            "batch": cfg.batch_size,
-                        },
+                    gone = await retention.delete_deliveries(
+                        cur,
+                        tenant_id=tenant_id,
+                        states=states,
+                        before=_earlier(before, floors["delivery_attempts"]),
+                        lifecycle_before=floors["lifecycle_events"],
+                        batch=cfg.batch_size,
                     )
-                    row = await cur.fetchone()
-                    assert row is not None
-                    for key in ("deliveries", "attempts", "lifecycle_events"):
-                        run.deleted[key] += int(row[key])
-                    if row["deliveries"] < cfg.batch_size:
+                    run.deleted["deliveries"] += gone.deliveries
+                    run.deleted["attempts"] += gone.attempts
+                    run.deleted["lifecycle_events"] += gone.lifecycle_events
+                    if gone.deliveries < cfg.batch_size:
                         break
             await self._drain(
-                cur, "cleaner_delete_events", tenant_id, cutoffs["delivered_before"], run, "events"
+                retention.delete_events, cur, tenant_id, cutoffs.delivered_before, run, "events"
             )
             await self._drain(
+                retention.delete_destination_events,
                 cur,
-                "cleaner_delete_destination_events",
                 tenant_id,
-                cutoffs["dead_before"],
+                cutoffs.dead_before,
                 run,
                 "lifecycle_events",
             )
@@ -141,7 +132,7 @@ class Cleaner:
 
     async def _drop_days(
         self,
-        cur: psycopg.AsyncCursor[dict[str, Any]],
+        cur: Cursor,
         delivered_before: datetime,
         dead_before: datetime,
         run: CleanerRun,
@@ -174,22 +165,19 @@ class Cleaner:
 
     async def _drain(
         self,
-        cur: psycopg.AsyncCursor[dict[str, Any]],
-        statement: LiteralString,
-        tenant_id: Any,
-        before: Any,
+        delete: Callable[[Cursor, uuid.UUID, datetime, int], Awaitable[int]],
+        cur: Cursor,
+        tenant_id: uuid.UUID,
+        before: datetime,
         run: CleanerRun,
         counted: str,
     ) -> None:
         """Run a batched delete until a batch comes back short (or max_batches ran)."""
         cfg = self.config
-        params = {"tenant_id": tenant_id, "before": before, "batch": cfg.batch_size}
         for _ in range(cfg.max_batches):
-            await cur.execute(query(statement), params)
-            row = await cur.fetchone()
-            assert row is not None
-            run.deleted[counted] += int(row[counted])
-            if row[counted] < cfg.batch_size:
+            gone = await delete(cur, tenant_id, before, cfg.batch_size)
+            run.deleted[counted] += gone
+            if gone < cfg.batch_size:
                 break
 
 

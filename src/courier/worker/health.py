@@ -24,7 +24,7 @@ from courier.destination_health import (
     verdict,
 )
 from courier.store import health as store
-from courier.store.maintenance import exclusive_pass
+from courier.store.maintenance import exclusive_pass, tenant_ids
 
 __all__ = [
     "ACTOR",
@@ -75,7 +75,7 @@ class HealthService:
     async def _judge(self, cur: psycopg.AsyncCursor[dict[str, Any]]) -> HealthRun:
         checked = 0
         disabled: list[Disabled] = []
-        for tenant_id in await store.tenant_ids(cur):
+        for tenant_id in await tenant_ids(cur):
             rows = await store.health_rows(cur, health_params(self.config, tenant_id, None, True))
             checked += len(rows)
             for row in rows:

@@ -77,6 +77,12 @@ Prepared = tuple[ClaimedDelivery, Secrets, KindConfig, RequestOptions | None]
 class LoopDied(CourierError, RuntimeError):
     """One of a worker's loops (listener, heartbeat, maintenance, completer) ended alone."""
 
+    exit_code = 1  # not a refusal: a supervisor restarts the worker
+
+    def __init__(self, loops: str) -> None:
+        super().__init__(f"worker stopped: a loop ended unexpectedly: {loops}")
+        self.loops = loops
+
 
 @dataclass(slots=True)
 class WorkerConfig:

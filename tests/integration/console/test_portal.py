@@ -16,9 +16,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from courier import console
 from courier.asgi import create_app
-from courier.console import manage as console_manage
-from courier.console import routes as console_routes
 from courier.enqueue import enqueue_event
 from courier.metrics import CourierMetrics
 from courier.tenancy import create_tenant
@@ -190,7 +189,7 @@ def _console_posts() -> list[str]:
     """Every POST route of the console, as its path template."""
     return sorted(
         route.path
-        for router in (console_routes.router, console_manage.router)
+        for router in console.routers()
         for route in router.routes
         if isinstance(route, APIRoute) and "POST" in route.methods
     )
