@@ -1,4 +1,4 @@
-"""The destination form's delivery options (CONTRACT section 9): the payload filter,
+"""The destination form's delivery options (docs/destinations.md): the payload filter,
 payload format, captured response bodies, extra headers, authentication and TLS, read
 into the body the API's POST and PATCH /v1/destinations take, and the values the form
 shows.
