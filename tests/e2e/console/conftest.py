@@ -7,7 +7,6 @@ Playwright's async API talks to Chromium while they serve it.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,15 +16,14 @@ from typing import Any
 
 import psycopg
 import pytest
-import uvicorn
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright
 from pydantic import SecretStr
 
 from courier.asgi import create_app
 from courier.settings import Settings
 from courier.tenancy import create_tenant
+from tests.integration.observability.conftest import uvicorn_serving
 from tests.support.engine import make_worker, run_workers
-from tests.support.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it)
 CHROMIUM_ARGS = [
@@ -67,26 +65,8 @@ async def server(db_url: str, secret_key: str) -> AsyncIterator[str]:
     settings = Settings(
         database_url=db_url, secret_key=SecretStr(secret_key), allow_private_destinations=True
     )
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, db_url),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        timeout_graceful_shutdown=2,
-    )
-    uv = uvicorn.Server(config)
-    task = asyncio.create_task(uv.serve())
-    for _ in range(200):
-        if uv.started or task.done():
-            break
-        await asyncio.sleep(0.05)
-    assert uv.started, "the console server did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        uv.should_exit = True
-        await asyncio.wait_for(task, timeout=30)
+    async with uvicorn_serving(create_app(settings, db_url)) as base:
+        yield base
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, expect
 
 from courier.crypto import generate_key
-from tests.e2e.console.conftest import free_port
+from tests.support.ports import free_port
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ A page on a site the setting does not name cannot frame the console.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,14 +16,15 @@ from typing import Any
 
 import httpx
 import psycopg
-import uvicorn
 from aiohttp import web
 from playwright.async_api import Page, expect
 from pydantic import SecretStr
 
 from courier.asgi import create_app
 from courier.settings import Settings
-from tests.e2e.console.conftest import Tenant, free_port
+from tests.e2e.console.conftest import Tenant
+from tests.integration.observability.conftest import uvicorn_serving
+from tests.support.ports import free_port
 
 
 @asynccontextmanager
@@ -35,26 +35,8 @@ async def _courier(db_url: str, secret_key: str, frame_ancestors: str) -> AsyncI
         allow_private_destinations=True,
         console_frame_ancestors=frame_ancestors,
     )
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, db_url),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(200):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.05)
-    assert server.started, "the console server did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=30)
+    async with uvicorn_serving(create_app(settings, db_url)) as base:
+        yield base
 
 
 @asynccontextmanager
