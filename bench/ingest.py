@@ -38,7 +38,6 @@ from courier.tenancy import create_tenant
 BATCH = 1_000  # events per enqueue_events call and per POST /v1/events/batch
 SINGLE_CLIENTS = 16  # concurrent POST /v1/events clients
 BATCH_CLIENTS = 2  # concurrent POST /v1/events/batch clients
-READY_TIMEOUT = 30.0  # seconds `courier serve` gets to answer /healthz
 RECEIVER = "http://127.0.0.1:9/hook"  # never called: no worker runs
 
 
@@ -112,30 +111,6 @@ async def _http(base: str, key: str, events: int, tag: str) -> tuple[float, floa
     return events / single_s, events / batch_s
 
 
-async def _wait_ready(base: str, child: procs.Child) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if child.popen.poll() is not None:
-                break
-            try:
-                async with session.get(f"{base}/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"`courier serve` did not answer: {child.tail(5)}")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=3_000, help="events per measurement")
@@ -151,7 +126,7 @@ def main() -> None:
             with psycopg.connect(url, autocommit=True) as conn:
                 tenant, issued = create_tenant(conn, "bench-ingest")
                 create_destination(conn, SecretBox(secret_key), tenant, name="one", url=RECEIVER)
-            port = _free_port()
+            port = procs.free_port()
             env = {
                 "COURIER_DATABASE_URL": url,
                 "COURIER_SECRET_KEY": secret_key,
@@ -163,7 +138,7 @@ def main() -> None:
             base = f"http://127.0.0.1:{port}"
             figures: dict[str, list[float]] = {k: [] for k in ("loop", "batch", "post", "bpost")}
             try:
-                asyncio.run(_wait_ready(base, child))
+                asyncio.run(procs.wait_healthz(base, child))
                 for r in range(args.rounds):
                     figures["loop"].append(_loop(url, tenant, args.events, f"l{r}"))
                     figures["batch"].append(_batches(url, tenant, args.events, f"b{r}"))

@@ -40,7 +40,6 @@ from bench import pg, procs
 from bench.payloads import EVENT_TYPE, payload
 from courier.crypto import generate_key
 
-READY_TIMEOUT = 30.0  # seconds `courier serve` gets to answer /healthz
 RECEIVER = "http://127.0.0.1:9/hook"  # never called: no worker runs
 WARM_UP = 200  # requests per server before the first round, off the clock
 
@@ -82,30 +81,6 @@ def _courier(tree: Path, env: dict[str, str], *args: str) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"courier {' '.join(args)} in {tree}: {done.stderr.strip()[-500:]}")
     return done.stdout
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def _wait_ready(base: str, child: procs.Child) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if child.popen.poll() is not None:
-                break
-            try:
-                async with session.get(f"{base}/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"`courier serve` did not answer: {child.tail(5)}")
 
 
 async def _destination(base: str, key: str) -> None:
@@ -183,13 +158,13 @@ def _start(
     found = re.search(r"api_key:\s+(\S+)", created)
     assert found is not None, created
     target.key = found.group(1)
-    port = _free_port()
+    port = procs.free_port()
     argv = procs.python_module("courier", "serve", "--port", str(port))
     if workers is not None:
         argv += ["--workers", str(workers)]
     target.child = procs.spawn(f"serve-{target.label}", argv, env, logs)
     target.base = f"http://127.0.0.1:{port}"
-    asyncio.run(_wait_ready(target.base, target.child))
+    asyncio.run(procs.wait_healthz(target.base, target.child))
     asyncio.run(_destination(target.base, target.key))
     return name
 

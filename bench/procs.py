@@ -6,10 +6,12 @@ worker leaves evidence, and the orchestrator reads readiness from that file.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import psutil
 
 READY_TIMEOUT = 30.0  # seconds a child gets to print its ready marker
@@ -79,6 +82,30 @@ def wait_ready(children: Sequence[Child], marker: str, timeout: float = READY_TI
             names = ", ".join(c.name for c in pending)
             raise ChildFailed(f"{names} not ready after {timeout:.0f}s:\n{pending[0].tail()}")
         time.sleep(0.05)
+
+
+def free_port() -> int:
+    """A loopback port free right now, for a server the bench starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_healthz(base: str, child: Child, timeout: float = READY_TIMEOUT) -> None:
+    """Until `courier serve` at `base` answers /healthz with 200 (or `child` exits)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if child.popen.poll() is not None:
+                break
+            try:
+                async with session.get(f"{base}/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"`courier serve` did not answer: {child.tail(5)}")
 
 
 def stop(children: Sequence[Child], timeout: float = STOP_TIMEOUT) -> None:
