@@ -20,6 +20,7 @@ from courier.enqueue import enqueue_event
 from tests.e2e.console.conftest import Console, Tenant, screenshot_dir
 from tests.support.broker_servers import RedisServer
 from tests.support.engine import Engine, wait_terminal
+from tests.support.keys import key_secret
 
 XSS_BODY = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
 
@@ -354,7 +355,7 @@ async def test_sign_out_ends_the_session_and_forms_need_their_token(
     assert cookie.get("httpOnly") is True
     assert cookie.get("sameSite") == "Strict"
     assert cookie.get("secure") is False  # plain http on loopback; https sets it
-    secret_part = acme.key.rsplit("_", 1)[1]
+    secret_part = key_secret(acme.key)
     assert secret_part not in cookie["value"] and acme.key not in cookie["value"]
 
     forged = await page.evaluate(

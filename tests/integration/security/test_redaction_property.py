@@ -62,6 +62,7 @@ from tests.integration.api.conftest import api_settings, serving
 from tests.support.broker_servers import RabbitMQNode, RedisServer
 from tests.support.database import direct
 from tests.support.engine import TERMINAL, make_worker, run_workers
+from tests.support.keys import key_secret
 from tests.support.ports import closed_port as _closed_port
 
 # URL-safe characters (unreserved), so a secret can sit in user-info and a query string.
@@ -319,7 +320,7 @@ class Scenario:
         found |= {plan.header_value, plan.option_password, plan.bearer_token, option_basic}
         found |= {plan.client_secret, plan.access_token}
         found |= {line for line in CLIENT_KEY.splitlines() if "PRIVATE KEY" not in line}
-        found |= {self.api_key.rsplit("_", 1)[-1]}
+        found |= {key_secret(self.api_key)}
         for secret in self.signing_secrets:
             found |= {secret, secret.removeprefix("whsec_")}
         for value in self.seen:

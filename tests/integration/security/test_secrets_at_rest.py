@@ -26,6 +26,7 @@ from courier.tenancy import create_tenant
 from tests.integration.api.conftest import Tenant, send_event
 from tests.integration.api.conftest import create_destination as api_create_destination
 from tests.support.engine import make_worker, run_workers, wait_terminal
+from tests.support.keys import key_secret
 from tests.support.receiver import Receiver
 
 UNREACHABLE_DB = "postgresql://courier@127.0.0.1:1/none?connect_timeout=1"
@@ -247,7 +248,7 @@ async def test_a_database_dump_holds_no_plaintext_secret(
     assert summary and "127.0.0.1" in summary
     secrets = {created["signing_secret"], rotated.json()["signing_secret"]}
     assert {s["secret"] for s in read.json()["secrets"]} == secrets
-    needles = {tenant_a.key, tenant_a.key.rsplit("_", 1)[-1], broker_password, *option_secrets}
+    needles = {tenant_a.key, key_secret(tenant_a.key), broker_password, *option_secrets}
     assert {h.headers["X-Api-Key"] for h in receiver.hits("/dump")} == {header_value}
     for secret in secrets:
         needles |= {secret, secret.removeprefix("whsec_"), secret.removeprefix("whsec_")[:24]}
