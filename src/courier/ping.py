@@ -1,7 +1,7 @@
 """Test sends: a test event to one destination, whatever its event types and filter say
 (a user checks that a receiver answers, not which events it takes). The event is a
 `courier.test`, or a catalog type with one of its example payloads (chosen and checked
-by courier.api.catalog_examples), so a receiver's handler for that type can be tried.
+by courier.web.catalog_examples), so a receiver's handler for that type can be tried.
 
 A test event is marked as one (`events.test`): outage recovery never gives it to
 another destination of its type.

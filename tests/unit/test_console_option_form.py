@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from courier import destination_options as opts
-from courier.api.catalog_examples import examples_of, subscribed
 from courier.console.inputs import BadField
 from courier.console.option_form import posted_values, read_options, shown_values
+from courier.web.catalog_examples import examples_of, subscribed
 
 TOKEN_CHARS = "!#$%&'*+.^_`|~-" + "abcXYZ019"
 names = st.text(TOKEN_CHARS, min_size=1, max_size=12)

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from courier import destination_options as opts
 from courier.adapters.oauth2 import TokenError, endpoint_name, parse_token
 from courier.adapters.webhook import CAPTURED_BYTES, captured_excerpt
-from courier.api.schemas import HEADER_NAME_DOC_PATTERN
 from courier.redact import REDACTED
+from courier.web.destination_input import HEADER_NAME_DOC_PATTERN
 
 TOKEN_CHARS = "!#$%&'*+.^_`|~-" + "abcXYZ019"
 names = st.text(TOKEN_CHARS, min_size=1, max_size=20)

@@ -17,11 +17,11 @@ from courier.api.pagination import (
     number_cursor,
 )
 from courier.api.routes.delivery_events import LAST_EVENT_ID_PATTERN
-from courier.api.schemas import URL_PATTERN
-from courier.api.urls import url_problem
 from courier.replay import decode_cursor, encode_cursor
 from courier.settings import Settings
 from courier.store.feed import CURSOR_PATTERN, FeedPosition
+from courier.web.destination_input import URL_PATTERN
+from courier.web.urls import url_problem
 
 DEFAULTS = Settings(database_url=None)
 

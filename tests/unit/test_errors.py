@@ -10,8 +10,8 @@ import uuid
 
 import courier
 from courier import errors, ping, recovery, replay
-from courier.api import problems
 from courier.store import feed
+from courier.web import problems
 
 # Not (yet) in the tree: a Starlette HTTPException, a private parsing signal, and the
 # console's form error (other work is changing the console).

@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from courier import __version__
-from courier.api import docs, problems
+from courier.api import docs
 from courier.api.body_limit import BodyLimitMiddleware
 from courier.api.key_cache import KeyCache
 from courier.api.openapi import build_openapi, errors
@@ -39,6 +39,7 @@ from courier.settings import Settings
 from courier.store import migrate as migrations
 from courier.store.database import ping
 from courier.store.pooler import direct_url, is_pooled, pooled_kwargs
+from courier.web import problems
 
 POOL_MAX_SIZE = 10  # connections per API process
 READY_TIMEOUT = 2.0  # seconds /readyz waits for a connection

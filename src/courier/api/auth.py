@@ -21,11 +21,11 @@ import psycopg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from courier.api.deps import ConnDep
 from courier.api.key_cache import CachedKey, KeyCache
-from courier.api.problems import Unauthorized
 from courier.store import tenants as store
 from courier.tenancy import hash_key, parse_key
+from courier.web.deps import ConnDep
+from courier.web.problems import Unauthorized
 
 _bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey", description="an API key: `ck_…`")
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from courier.api.problems import problem_response
+from courier.web.problems import problem_response
 
 
 class BodyTooLarge(HTTPException):

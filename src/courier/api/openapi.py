@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from courier.api.problems import PROBLEM_MEDIA_TYPE, Problem
+from courier.web.problems import PROBLEM_MEDIA_TYPE, Problem
 
 DESCRIPTIONS = {
     401: "Missing, malformed, unknown or revoked API key",

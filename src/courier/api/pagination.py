@@ -22,10 +22,11 @@ from typing import Annotated, TypeVar
 from fastapi import Query
 from pydantic import BaseModel
 
-from courier.api.problems import invalid_field
-from courier.api.schemas import EVENT_TYPE_PATTERN, UUID_TEXT_PATTERN, Page
+from courier.api.schemas import Page
 from courier.store.rows import Row
+from courier.web.destination_input import EVENT_TYPE_PATTERN, UUID_TEXT_PATTERN
 from courier.web.pagination import split_page
+from courier.web.problems import invalid_field
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500

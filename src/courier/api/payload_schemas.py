@@ -13,10 +13,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from courier.api.problems import invalid_field
 from courier.event_schemas import InvalidPayload, SchemaCache, validate
 from courier.store import portal as store
 from courier.store.rows import AsyncConn
+from courier.web.problems import invalid_field
 
 
 def schema_cache(app: FastAPI) -> SchemaCache:

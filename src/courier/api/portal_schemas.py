@@ -10,13 +10,14 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, JsonValue
 
-from courier.api.schemas import Text, UuidText, WholeNumber, _Strict
+from courier.api.schemas import UuidText
 from courier.portal import DEFAULT_EXPIRES_IN, MAX_EXPIRES_IN
+from courier.web.destination_input import Strict, Text, WholeNumber
 
 MAX_SCOPE = 100  # destinations one link may name
 
 
-class PortalSessionCreate(_Strict):
+class PortalSessionCreate(Strict):
     role: Literal["viewer", "operator"] = Field(
         description="`viewer` only reads; `operator` also replays and manages its "
         "destinations (create, edit, enable, disable, rotate the secret, delete)"
@@ -70,7 +71,7 @@ def _schema_shape(value: Any) -> Any:
     return value
 
 
-class EventTypePut(_Strict):
+class EventTypePut(Strict):
     description: Description = ""
     schema_: Annotated[dict[str, JsonValue] | bool | None, BeforeValidator(_schema_shape)] = Field(
         default=None,
@@ -126,7 +127,7 @@ LogoUrl = Annotated[
 ]
 
 
-class BrandingUpdate(_Strict):
+class BrandingUpdate(Strict):
     """Only the fields sent change; null clears one."""
 
     display_name: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
@@ -140,7 +141,7 @@ class Branding(BaseModel):
     logo_url: str | None
 
 
-class OperationsDestinationSet(_Strict):
+class OperationsDestinationSet(Strict):
     destination_id: UuidText = Field(
         description="one of the tenant's destinations: it receives the tenant's "
         "`courier.destination.disabled` and `courier.delivery.dead_lettered` events"

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from courier import kinds
-from courier.api import catalog_examples
 from courier.console.auth import current_operator, to_sign_in
 from courier.console.chart import attempt_chart
 from courier.console.health import HEALTH_WINDOW, STATES, build_health
@@ -20,6 +19,7 @@ from courier.console.rendering import PAGE_SIZE, not_found, one_page, pretty, re
 from courier.destination_options import shown_options
 from courier.store import console as store
 from courier.store import portal as portal_store
+from courier.web import catalog_examples
 from courier.web.deps import ConnDep
 
 router = APIRouter(prefix="/console", include_in_schema=False)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from courier.api import catalog_examples
 from courier.console.auth import current_operator, live_session, signer_of, to_sign_in
 from courier.console.inputs import text_field
 from courier.console.rendering import PAGE_SIZE, pretty, render
@@ -16,6 +15,7 @@ from courier.console.session import SESSION_COOKIE
 from courier.store import console as store
 from courier.store import portal as portal_store
 from courier.store.feed import LifecycleEvent
+from courier.web import catalog_examples
 from courier.web.deps import POOL_TIMEOUT, ConnDep
 from courier.web.event_stream import (
     SLOTS_RETRY_AFTER_S,

@@ -11,10 +11,10 @@ The forms set what the API's POST and PATCH /v1/destinations take (name, URL, ev
 types from the catalog, retry policy, timeout, and the delivery options of
 courier.console.option_form: filter, payload format, response bodies, headers,
 authentication, TLS), checked by the same models and written by the same code
-(courier.api.destination_writes), so every change is audited as through the API, with
+(courier.web.destination_writes), so every change is audited as through the API, with
 the console's actor. A refusal shows the form again, the message beside the field it
 names, with nothing stored and no secret in it. Send-test sends the `courier.test` ping,
-or a catalog type's example payload the operator picked (courier.api.catalog_examples).
+or a catalog type's example payload the operator picked (courier.web.catalog_examples).
 A scoped portal session reaches only its own destinations (another answers 404, exactly
 as a missing one); one it creates joins its scope. Every POST carries the session's CSRF token.
 """
@@ -30,10 +30,6 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from courier import ping
-from courier.api import catalog_examples, destination_writes
-from courier.api.deps import ConnDep
-from courier.api.problems import ProblemError
-from courier.api.schemas import DestinationCreate, DestinationUpdate
 from courier.console import option_form
 from courier.console.auth import csrf_ok, writer
 from courier.console.inputs import BadField, form_lists, int_field, path_id, text_field
@@ -43,6 +39,10 @@ from courier.crypto import SecretBox
 from courier.store import portal as portal_store
 from courier.store import resources
 from courier.store.rows import AsyncConn, Row
+from courier.web import catalog_examples, destination_writes
+from courier.web.deps import ConnDep, secret_box_of
+from courier.web.destination_input import DestinationCreate, DestinationUpdate
+from courier.web.problems import ProblemError
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -56,11 +56,6 @@ GRACE_SECONDS = 86_400  # the previous secret keeps signing this long after a ro
 # The destination form's rows, options and catalog checkboxes, with room to spare.
 FORM_MAX_FIELDS = CATALOG_SHOWN + 100
 EXAMPLE_MAX = 999  # the highest example number the API takes
-
-
-def _box(request: Request) -> SecretBox | None:
-    box: SecretBox | None = request.app.state.secret_box
-    return box
 
 
 async def _writer_of(
@@ -259,7 +254,7 @@ async def create_destination(request: Request, conn: ConnDep) -> Response:
     if isinstance(posted, Response):
         return posted
     operator, fields = posted
-    box = _box(request)
+    box = secret_box_of(request)
     if box is None:  # pragma: no cover - the console needs the key to sign sessions
         return not_found(operator)
     try:
@@ -311,7 +306,7 @@ async def _change(
     if isinstance(posted, Response):
         return posted
     operator, fields, destination = posted
-    box = _box(request)
+    box = secret_box_of(request)
     if box is None:
         return not_found(operator)
     try:
@@ -383,7 +378,7 @@ async def rotate_secret(request: Request, conn: ConnDep, destination_id: str) ->
     if isinstance(posted, Response):
         return posted
     operator, _, destination = posted
-    box = _box(request)
+    box = secret_box_of(request)
     if box is None:
         return not_found(operator)
     rotated = await destination_writes.rotate_secret(

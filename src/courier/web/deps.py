@@ -2,6 +2,7 @@
 
 ConnDep      an autocommit connection from the app's pool, returned after the request
 SettingsDep  the Settings the app was built with
+BoxDep       the SecretBox of COURIER_SECRET_KEY (503 when the key is not configured)
 
 A connection a request gives back whole is stamped in `app.state.conn_returned_at` (when
 the app keeps one): the pool's check before handing it out again can then skip the round
@@ -18,7 +19,9 @@ import psycopg
 from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
+from courier.crypto import SecretBox
 from courier.settings import Settings
+from courier.web.problems import ProblemError
 
 POOL_TIMEOUT = 5.0  # seconds a request waits for a connection before answering 503
 
@@ -41,3 +44,21 @@ def get_settings(request: Request) -> Settings:
 
 ConnDep = Annotated[psycopg.AsyncConnection[Any], Depends(get_conn)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def secret_box_of(request: Request) -> SecretBox | None:
+    """The SecretBox of COURIER_SECRET_KEY, or None when the server has no key."""
+    box: SecretBox | None = request.app.state.secret_box
+    return box
+
+
+def get_box(request: Request) -> SecretBox:
+    box = secret_box_of(request)
+    if box is None:
+        raise ProblemError(
+            503, "COURIER_SECRET_KEY is not configured on this server.", slug="not-configured"
+        )
+    return box
+
+
+BoxDep = Annotated[SecretBox, Depends(get_box)]

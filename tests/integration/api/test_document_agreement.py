@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import psycopg
 
-from courier.api.schemas import URL_PATTERN
 from courier.asgi import create_app
+from courier.web.destination_input import URL_PATTERN
 from tests.integration.api.conftest import Tenant, api_settings, create_destination, send_event
 from tests.integration.observability.conftest import uvicorn_serving
 from tests.integration.operations.conftest import finish

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from courier.api.auth import CallerDep
-from courier.api.deps import ConnDep
 from courier.api.openapi import errors
 from courier.api.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, after_id, keyset_page
 from courier.api.schemas import AuditRecord, Page
 from courier.store import resources
+from courier.web.deps import ConnDep
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 

@@ -15,7 +15,6 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from courier import replay
 from courier.api.auth import CallerDep
-from courier.api.deps import ConnDep
 from courier.api.openapi import conflict_response, errors
 from courier.api.pagination import (
     DEFAULT_LIMIT,
@@ -28,7 +27,6 @@ from courier.api.pagination import (
     keyset_page,
     row_attempt_cursor,
 )
-from courier.api.problems import NotFound, conflict, invalid_field
 from courier.api.schemas import (
     Attempt,
     BulkReplayed,
@@ -36,11 +34,13 @@ from courier.api.schemas import (
     Delivery,
     DeliveryState,
     DeliveryWithAttempts,
-    IdempotencyKey,
     Page,
     Ticket,
 )
 from courier.store import resources
+from courier.web.deps import ConnDep
+from courier.web.destination_input import IdempotencyKey
+from courier.web.problems import NotFound, conflict, invalid_field
 
 # Tags per route, not per router: a replay is listed under operations first.
 TAGS: list[str | Enum] = ["deliveries"]

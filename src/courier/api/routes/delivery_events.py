@@ -27,13 +27,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from courier.api.auth import Caller, CallerDep, authenticate, still_live
-from courier.api.deps import POOL_TIMEOUT, ConnDep
 from courier.api.openapi import errors
 from courier.api.pagination import DEFAULT_LIMIT, LimitQuery
-from courier.api.problems import ProblemError, invalid_field
 from courier.api.routes.metrics import pool_conninfo
 from courier.background import running
 from courier.store.feed import CURSOR_PATTERN, FeedPosition, InvalidCursor, read_feed
+from courier.web.deps import POOL_TIMEOUT, ConnDep
 from courier.web.event_stream import (
     SLOTS_RETRY_AFTER_S,
     EventStreamResponse,
@@ -43,6 +42,7 @@ from courier.web.event_stream import (
     event_stream,
 )
 from courier.web.metrics import app_metrics
+from courier.web.problems import ProblemError, invalid_field
 
 EVENT_TYPES = (
     "delivery.created",

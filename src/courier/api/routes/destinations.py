@@ -20,15 +20,11 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Response, status
 
 from courier import ping, recovery
-from courier.api import catalog_examples, destination_writes
 from courier.api.auth import CallerDep
-from courier.api.deps import BoxDep, ConnDep, SettingsDep
 from courier.api.openapi import conflict_response, errors
 from courier.api.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, after_id, keyset_page
-from courier.api.problems import NotFound, conflict, invalid_field
 from courier.api.schemas import (
     Destination,
-    DestinationCreate,
     DestinationCreated,
     DestinationHealth,
     DestinationPatched,
@@ -37,7 +33,6 @@ from courier.api.schemas import (
     DestinationSecrets,
     DestinationTestSend,
     DestinationTestSent,
-    DestinationUpdate,
     Page,
     SecretRotate,
     SecretRotated,
@@ -45,6 +40,10 @@ from courier.api.schemas import (
 )
 from courier.destination_health import HealthConfig, read_health
 from courier.store import resources
+from courier.web import catalog_examples, destination_writes
+from courier.web.deps import BoxDep, ConnDep, SettingsDep
+from courier.web.destination_input import DestinationCreate, DestinationUpdate
+from courier.web.problems import NotFound, conflict, invalid_field
 
 # Tags per route, not per router: recovery, the test send and health are listed under
 # operations first.

@@ -13,7 +13,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response, status
 
 from courier.api.auth import CallerDep
-from courier.api.deps import ConnDep
 from courier.api.openapi import errors
 from courier.api.pagination import (
     DEFAULT_LIMIT,
@@ -24,10 +23,12 @@ from courier.api.pagination import (
 )
 from courier.api.payload_schemas import schema_cache
 from courier.api.portal_schemas import EventTypeOut, EventTypePut
-from courier.api.problems import NotFound, invalid_field
-from courier.api.schemas import EVENT_TYPE_PATTERN, Page
+from courier.api.schemas import Page
 from courier.event_schemas import InvalidPayload, InvalidSchema, compile_schema, validate
 from courier.store import portal as store
+from courier.web.deps import ConnDep
+from courier.web.destination_input import EVENT_TYPE_PATTERN
+from courier.web.problems import NotFound, invalid_field
 
 router = APIRouter(prefix="/v1/event-types", tags=["event types"])
 NOUN = "event type"

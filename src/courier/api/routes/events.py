@@ -23,20 +23,10 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from pydantic import TypeAdapter, ValidationError
 
 from courier.api.auth import CallerDep
-from courier.api.deps import ConnDep, SettingsDep
 from courier.api.openapi import errors
 from courier.api.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, after_id, keyset_page
 from courier.api.payload_schemas import check_payload
-from courier.api.problems import (
-    PROBLEM_TYPE_BASE,
-    FieldError,
-    NotFound,
-    Problem,
-    ProblemError,
-    invalid_field,
-)
 from courier.api.schemas import (
-    EVENT_TYPE_PATTERN,
     BatchEventAccepted,
     BatchEventRefused,
     Event,
@@ -45,7 +35,6 @@ from courier.api.schemas import (
     EventBatchResults,
     EventCreate,
     EventDelivery,
-    IdempotencyKey,
     Page,
     TimeQuery,
 )
@@ -57,6 +46,16 @@ from courier.enqueue import (
     enqueue_events_async,
 )
 from courier.store import resources
+from courier.web.deps import ConnDep, SettingsDep
+from courier.web.destination_input import EVENT_TYPE_PATTERN, IdempotencyKey
+from courier.web.problems import (
+    PROBLEM_TYPE_BASE,
+    FieldError,
+    NotFound,
+    Problem,
+    ProblemError,
+    invalid_field,
+)
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 

@@ -17,11 +17,11 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
 
-from courier.api.problems import ProblemError
 from courier.background import running
 from courier.queue_stats import QUEUE_STATS_INTERVAL_S, QueueStatsCollector, QueueStatsConfig
 from courier.settings import Settings
 from courier.web.metrics import app_metrics
+from courier.web.problems import ProblemError
 
 
 def pool_conninfo(app: FastAPI) -> str:

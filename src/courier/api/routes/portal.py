@@ -18,7 +18,6 @@ from fastapi import APIRouter, Request, Response, status
 
 from courier import portal
 from courier.api.auth import CallerDep
-from courier.api.deps import ConnDep
 from courier.api.openapi import errors
 from courier.api.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, after_id, keyset_page
 from courier.api.portal_schemas import (
@@ -31,9 +30,10 @@ from courier.api.portal_schemas import (
     PortalSessionCreated,
     PortalSessionsRevoked,
 )
-from courier.api.problems import NotFound, invalid_field
 from courier.api.schemas import Page
 from courier.store import portal as store
+from courier.web.deps import ConnDep
+from courier.web.problems import NotFound, invalid_field
 
 router = APIRouter(tags=["portal"])
 

@@ -12,10 +12,10 @@ from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from courier import kinds
-from courier.api.problems import invalid_field
-from courier.api.urls import broker_url_problem, url_problem
 from courier.crypto import SecretBox, SecretKeyError
 from courier.settings import Settings
+from courier.web.problems import invalid_field
+from courier.web.urls import broker_url_problem, url_problem
 
 
 def _dumps(value: Any) -> str:

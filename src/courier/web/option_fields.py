@@ -15,10 +15,10 @@ import orjson
 from psycopg.types.json import Jsonb
 
 from courier import destination_options as options
-from courier.api.problems import invalid_field
-from courier.api.urls import url_problem
 from courier.crypto import SecretBox
 from courier.settings import Settings
+from courier.web.problems import invalid_field
+from courier.web.urls import url_problem
 
 
 def _dumps(value: Any) -> str:

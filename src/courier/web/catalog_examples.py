@@ -13,10 +13,10 @@ import uuid
 from typing import Any
 
 from courier import ping
-from courier.api.problems import invalid_field
 from courier.event_schemas import InvalidPayload, InvalidSchema, compile_schema, validate
 from courier.store import portal as portal_store
 from courier.store.rows import AsyncConn, Row
+from courier.web.problems import invalid_field
 
 
 def examples_of(row: Row) -> list[Any]:

@@ -18,9 +18,6 @@ import orjson
 from psycopg.types.json import Jsonb
 
 from courier import filters, recovery
-from courier.api import kind_config, option_fields
-from courier.api.problems import invalid_field
-from courier.api.schemas import DestinationCreate
 from courier.crypto import SecretBox
 from courier.destination_options import OPTION_FIELDS
 from courier.destinations import secret_entry
@@ -29,6 +26,9 @@ from courier.settings import Settings
 from courier.signing import generate_secret
 from courier.store import resources
 from courier.store.rows import AsyncConn, Row
+from courier.web import kind_config, option_fields
+from courier.web.destination_input import DestinationCreate
+from courier.web.problems import invalid_field
 
 
 def _dumps(value: Any) -> str:
