@@ -283,9 +283,10 @@ def maintenance_run_once(only: str | None) -> None:
     """
     import asyncio
 
-    from courier.worker.cleaner import Cleaner, CleanerConfig
+    from courier.worker.cleaner import Cleaner
     from courier.worker.health import HealthConfig, HealthService
     from courier.worker.partitions import HistoryPartitions
+    from courier.worker_setup import cleaner_config
 
     settings = _settings()
     with direct_database_url(settings) as url:
@@ -309,7 +310,7 @@ def maintenance_run_once(only: str | None) -> None:
                 else "partitions: another run holds the lock; skipped"
             )
         if only in (None, "cleaner"):
-            cleaned = asyncio.run(Cleaner(url, CleanerConfig.from_settings(settings)).run_once())
+            cleaned = asyncio.run(Cleaner(url, cleaner_config(settings)).run_once())
             counts = ", ".join(f"{n} {kind}" for kind, n in cleaned.deleted.items())
             dropped = f"; dropped {', '.join(cleaned.dropped)}" if cleaned.dropped else ""
             click.echo(
@@ -323,7 +324,8 @@ def maintenance_run_once(only: str | None) -> None:
 @clear_errors
 def worker_cmd() -> None:
     """Run one delivery worker (COURIER_WORKER_* settings)."""
-    from courier.worker.runner import START_WAIT_S, run_worker
+    from courier.worker.runner import START_WAIT_S
+    from courier.worker_setup import run_worker
 
     settings = _settings()
     _setup_logging(settings)

@@ -21,15 +21,23 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
-from courier.settings import Settings
 from courier.store import health as store
 
 REASON_FAILING = "auto_disabled_failing"
 REASON_GONE = "auto_disabled_gone"
+
+
+class HealthSettings(Protocol):
+    """What HealthConfig takes from courier.settings.Settings (the worker never imports it)."""
+
+    @property
+    def auto_disable_after_seconds(self) -> float: ...
+    @property
+    def gone_confirm_seconds(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +46,7 @@ class HealthConfig:
     gone_confirm_seconds: float = 86_400  # only 410 Gone answers this long
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> HealthConfig:
+    def from_settings(cls, settings: HealthSettings) -> HealthConfig:
         return cls(
             auto_disable_after_seconds=settings.auto_disable_after_seconds,
             gone_confirm_seconds=settings.gone_confirm_seconds,

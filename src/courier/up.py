@@ -127,7 +127,7 @@ async def _serve_and_work(
     import uvicorn
 
     from courier.asgi import create_app
-    from courier.worker.runner import build_worker
+    from courier.worker_setup import build_worker
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -26,7 +26,7 @@ from courier.store.pooler import local_settings
 from courier.store.queries import query
 from courier.web.event_stream import FeedHub
 from courier.worker.cleaner import CLEANER_LOCK_KEY, Cleaner
-from courier.worker.runner import build_worker
+from courier.worker_setup import build_worker
 from tests.support.database import with_dbname
 from tests.support.engine import DestinationFactory, Engine, make_worker, run_workers, wait_terminal
 from tests.support.pgbouncer import pgbouncer

@@ -38,7 +38,6 @@ from typing import Any
 
 import psycopg
 
-from courier.settings import Settings
 from courier.store import history, retention
 from courier.store.maintenance import exclusive_pass, tenant_ids
 
@@ -56,13 +55,6 @@ class CleanerConfig:
     dead_letter_retention_days: float = 90.0
     batch_size: int = 1_000  # rows per statement
     max_batches: int = 1_000  # per tenant and kind of row, per run
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> CleanerConfig:
-        return cls(
-            retention_days=settings.retention_days,
-            dead_letter_retention_days=settings.dead_letter_retention_days,
-        )
 
 
 @dataclass(slots=True)

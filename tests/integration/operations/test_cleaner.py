@@ -14,6 +14,7 @@ import psycopg
 
 from courier.settings import Settings
 from courier.worker.cleaner import CLEANER_LOCK_KEY, Cleaner, CleanerConfig
+from courier.worker_setup import cleaner_config
 from tests.conftest import DestinationFactory
 from tests.integration.operations.conftest import backdate, days, enqueue, finish, now
 
@@ -146,7 +147,7 @@ async def test_only_one_cleaner_runs_at_a_time(direct_db_url: str) -> None:
 
 
 def test_retention_comes_from_settings() -> None:
-    config = CleanerConfig.from_settings(Settings(retention_days=7, dead_letter_retention_days=14))
+    config = cleaner_config(Settings(retention_days=7, dead_letter_retention_days=14))
     assert (config.retention_days, config.dead_letter_retention_days) == (7, 14)
     assert (CleanerConfig().retention_days, CleanerConfig().dead_letter_retention_days) == (30, 90)
 

@@ -14,8 +14,8 @@ import pytest
 from courier.asgi import create_app
 from courier.enqueue import enqueue_event
 from courier.settings import Settings
-from courier.worker.runner import build_worker
 from courier.worker.worker import Worker
+from courier.worker_setup import build_worker
 from tests.integration.api.conftest import Tenant, api_settings, serving
 from tests.support.engine import Engine, attempts, delivery, run_workers, wait_terminal
 
