@@ -25,6 +25,7 @@ from courier.store.database import HOT_PATH_SETTINGS
 from courier.store.pooler import local_settings
 from courier.store.queries import query
 from courier.web.event_stream import FeedHub
+from courier.web.state import state_of
 from courier.worker.cleaner import CLEANER_LOCK_KEY, Cleaner
 from courier.worker_setup import build_worker
 from tests.support.database import with_dbname
@@ -105,9 +106,9 @@ async def test_the_lifecycle_stream_hears_notify_through_the_direct_url(
 ) -> None:
     make_destination("https://example.com/hook")  # the NOTIFY comes with a delivery
     app = create_app(_settings(pooled_url, direct_db_url, secret_key), pooled_url)
-    app.state.metrics = CourierMetrics()
+    state_of(app).metrics = CourierMetrics()
     async with app.router.lifespan_context(app):
-        hub: FeedHub = app.state.feed_hub
+        hub: FeedHub = state_of(app).feed_hub
         await asyncio.wait_for(hub.listening.wait(), timeout=WAKE_S)
         with hub.subscribe(tenant) as wake:
             await asyncio.sleep(0.2)

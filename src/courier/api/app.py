@@ -26,7 +26,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from courier import __version__
 from courier.api import docs
 from courier.api.body_limit import BodyLimitMiddleware
-from courier.api.key_cache import KeyCache
+from courier.api.key_cache import app_key_cache
 from courier.api.openapi import build_openapi, errors
 from courier.api.routes import audit, deliveries, destinations, event_types, events
 from courier.api.routes import observability as observability_routes
@@ -40,6 +40,7 @@ from courier.store import migrate as migrations
 from courier.store.database import ping
 from courier.store.pooler import direct_url, is_pooled, pooled_kwargs
 from courier.web import problems
+from courier.web.state import AppState
 
 POOL_MAX_SIZE = 10  # connections per API process
 READY_TIMEOUT = 2.0  # seconds /readyz waits for a connection
@@ -97,9 +98,9 @@ def create_api(
             check=check,
         )
         await pool.open(wait=False)
-        app.state.pool = pool
-        app.state.conn_returned_at = returned_at
-        cache: KeyCache = app.state.key_cache
+        state.pool = pool
+        state.conn_returned_at = returned_at
+        cache = app_key_cache(app)
         try:
             if cache.ttl_s > 0:
                 async with running(partial(cache.run, direct), "courier-api-keys"):
@@ -116,14 +117,15 @@ def create_api(
         lifespan=lifespan,
         docs_url=None,  # served by courier.api.docs from the packaged Swagger UI
     )
-    app.state.settings = settings
-    if metrics is not None:
-        app.state.metrics = metrics
-    app.state.direct_url = direct
-    app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
-    app.state.secret_box = (
-        SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
+    state = AppState(
+        settings=settings,
+        direct_url=direct,
+        secret_box=(
+            SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
+        ),
+        metrics=metrics,
     )
+    app.state.courier = state
     problems.install(app)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -161,7 +163,7 @@ def create_api(
     )
     async def readyz() -> Health | JSONResponse:
         try:
-            async with app.state.pool.connection(timeout=READY_TIMEOUT) as conn:
+            async with state.open_pool().connection(timeout=READY_TIMEOUT) as conn:
                 await ping(conn)
             pending = await asyncio.to_thread(migrations.pending, database_url)
         except Exception:

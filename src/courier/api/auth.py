@@ -21,7 +21,7 @@ import psycopg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from courier.api.key_cache import CachedKey, KeyCache
+from courier.api.key_cache import CachedKey, app_key_cache
 from courier.store import tenants as store
 from courier.tenancy import hash_key, parse_key
 from courier.web.deps import ConnDep
@@ -53,18 +53,16 @@ async def authenticate(
     if tenant_id is None:
         raise Unauthorized()
     digest = hash_key(key)
-    cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
-    if cache is not None:
-        hit = cache.get(tenant_id, digest)
-        if hit is not None:
-            return Caller(tenant_id=hit.tenant_id, key_id=hit.key_id)
-        generation = cache.generation(tenant_id)
+    cache = app_key_cache(request.app)
+    hit = cache.get(tenant_id, digest)
+    if hit is not None:
+        return Caller(tenant_id=hit.tenant_id, key_id=hit.key_id)
+    generation = cache.generation(tenant_id)
     row = await store.live_key(conn, tenant_id, digest)
     if row is None or not hmac.compare_digest(bytes(row["key_hash"]), digest):
         raise Unauthorized()
     caller = Caller(tenant_id=row["tenant_id"], key_id=row["key_id"])
-    if cache is not None:
-        cache.put(digest, CachedKey(caller.tenant_id, caller.key_id), generation)
+    cache.put(digest, CachedKey(caller.tenant_id, caller.key_id), generation)
     return caller
 
 

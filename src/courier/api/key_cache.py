@@ -28,8 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from starlette.applications import Starlette
 
 from courier.store.notify import listen
+from courier.web.state import state_of
 
 logger = logging.getLogger(__name__)
 
@@ -147,3 +149,9 @@ class KeyCache:
             on_error=failed,
             statement="listen_api_keys",
         )
+
+
+def app_key_cache(app: Starlette) -> KeyCache:
+    """The app's cache, with the TTL of COURIER_API_KEY_CACHE_SECONDS."""
+    state = state_of(app)
+    return state.own(KeyCache, lambda: KeyCache(state.settings.api_key_cache_seconds))

@@ -17,14 +17,11 @@ from courier.event_schemas import InvalidPayload, SchemaCache, validate
 from courier.store import portal as store
 from courier.store.rows import AsyncConn
 from courier.web.problems import invalid_field
+from courier.web.state import state_of
 
 
 def schema_cache(app: FastAPI) -> SchemaCache:
-    cache: SchemaCache | None = getattr(app.state, "schema_cache", None)
-    if cache is None:
-        cache = SchemaCache()
-        app.state.schema_cache = cache
-    return cache
+    return state_of(app).own(SchemaCache, SchemaCache)
 
 
 async def check_payload(

@@ -50,6 +50,7 @@ def install(app: FastAPI) -> None:
     from courier.console.framing import FrameAncestorsMiddleware
     from courier.console.inputs import BadField
     from courier.console.rendering import bad_field
+    from courier.web.state import state_of
 
     for router in routers():
         app.include_router(router)
@@ -59,6 +60,6 @@ def install(app: FastAPI) -> None:
         StaticFiles(packages=[("courier.console", "static")]),
         name="console-static",
     )
-    settings = app.state.settings
+    settings = state_of(app).settings
     if settings.console_embedded:
         app.add_middleware(FrameAncestorsMiddleware, sources=settings.console_frame_ancestors)

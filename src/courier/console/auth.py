@@ -42,6 +42,7 @@ from courier.store import console as store
 from courier.store import portal as portal_store
 from courier.tenancy import hash_key, parse_key
 from courier.web.deps import ConnDep
+from courier.web.state import request_state
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -51,14 +52,11 @@ HOME = "/console/integrations"
 
 def signer_of(request: Request) -> Signer | None:
     """The app's session signer, made on first use; None without COURIER_SECRET_KEY."""
-    signer: Signer | None = getattr(request.app.state, "console_signer", None)
-    if signer is None:
-        secret = request.app.state.settings.secret_key
-        if secret is None:
-            return None
-        signer = Signer(secret.get_secret_value())
-        request.app.state.console_signer = signer
-    return signer
+    state = request_state(request)
+    secret = state.settings.secret_key
+    if secret is None:
+        return None
+    return state.own(Signer, lambda: Signer(secret.get_secret_value()))
 
 
 async def current_operator(request: Request, conn: store.AsyncConn) -> Operator | None:
@@ -101,12 +99,9 @@ async def live_session(
 
 
 def _throttle(request: Request) -> SignInThrottle:
-    throttle: SignInThrottle | None = getattr(request.app.state, "console_throttle", None)
-    if throttle is None:
-        per_minute = request.app.state.settings.console_sign_in_failures_per_minute
-        throttle = SignInThrottle(per_minute)
-        request.app.state.console_throttle = throttle
-    return throttle
+    state = request_state(request)
+    per_minute = state.settings.console_sign_in_failures_per_minute
+    return state.own(SignInThrottle, lambda: SignInThrottle(per_minute))
 
 
 def _client_address(request: Request) -> str:
@@ -135,7 +130,7 @@ def to_sign_in(request: Request) -> RedirectResponse:
 
 def _embedded(request: Request) -> bool:
     """Whether another site may frame the console (COURIER_CONSOLE_FRAME_ANCESTORS)."""
-    return bool(request.app.state.settings.console_embedded)
+    return bool(request_state(request).settings.console_embedded)
 
 
 def _cookie_args(request: Request, max_age: int) -> dict[str, Any]:

@@ -20,11 +20,10 @@ from courier.web.deps import POOL_TIMEOUT, ConnDep
 from courier.web.event_stream import (
     SLOTS_RETRY_AFTER_S,
     EventStreamResponse,
-    StreamConfig,
-    StreamSlots,
     event_stream,
 )
 from courier.web.metrics import app_metrics
+from courier.web.state import request_state
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -56,20 +55,20 @@ async def event_types_page(request: Request, conn: ConnDep, after: str | None = 
 @router.get("/events")
 async def console_events(request: Request) -> Response:
     """The tenant's lifecycle events from now on, as SSE; the pages re-render on each."""
-    hub = getattr(request.app.state, "feed_hub", None)
+    state = request_state(request)
+    hub, slots = state.feed_hub, state.stream_slots
     signer = signer_of(request)
     cookie = request.cookies.get(SESSION_COOKIE)
-    if hub is None or signer is None:
+    if hub is None or slots is None or signer is None:
         return Response(status_code=503)
-    async with request.app.state.pool.connection(timeout=POOL_TIMEOUT) as conn:
+    async with state.open_pool().connection(timeout=POOL_TIMEOUT) as conn:
         operator = await current_operator(request, conn)
         if operator is None or cookie is None:
             return Response(status_code=401)
         head = await store.feed_head(conn, operator.tenant_id)
-    slots: StreamSlots = request.app.state.stream_slots
     if not slots.acquire(operator.tenant_id):
         return Response(status_code=429, headers={"Retry-After": str(SLOTS_RETRY_AFTER_S)})
-    config: StreamConfig = request.app.state.event_stream_config
+    config = state.event_stream_config
 
     async def still_signed_in(conn: store.AsyncConn) -> bool:
         # The session may expire or its key be revoked while the stream runs.
@@ -79,7 +78,7 @@ async def console_events(request: Request) -> Response:
         return operator.sees(event.destination_id)
 
     body = event_stream(
-        pool=request.app.state.pool,
+        pool=state.open_pool(),
         hub=hub,
         tenant_id=operator.tenant_id,
         after=head,

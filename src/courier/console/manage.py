@@ -43,6 +43,7 @@ from courier.web import catalog_examples, destination_writes
 from courier.web.deps import ConnDep, secret_box_of
 from courier.web.destination_input import DestinationCreate, DestinationUpdate
 from courier.web.problems import ProblemError
+from courier.web.state import request_state
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -264,7 +265,7 @@ async def create_destination(request: Request, conn: ConnDep) -> Response:
         )
         async with conn.transaction():
             row, secret = await destination_writes.create(
-                conn, operator.tenant_id, operator.actor, body, box, request.app.state.settings
+                conn, operator.tenant_id, operator.actor, body, box, request_state(request).settings
             )
             if operator.portal and operator.scope is not None:
                 await portal_store.add_to_scope(
@@ -321,7 +322,7 @@ async def _change(
             operator.actor,
             changes,
             box,
-            request.app.state.settings,
+            request_state(request).settings,
         )
     except (BadField, ProblemError) as exc:
         error = _refused(exc) if isinstance(exc, ProblemError) else exc

@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from courier.api.app import FRESH_S
 from courier.asgi import create_app
+from courier.web.state import state_of
 from tests.integration.api.conftest import Tenant, api_settings, serving
 
 EVENT = {"type": "order.created", "payload": {"n": 1}}
@@ -36,7 +37,7 @@ async def test_a_connection_that_died_while_idle_is_replaced(
     async with serving(app) as client:
         first = await client.post("/v1/events", json=EVENT, headers=tenant_a.headers)
         assert first.status_code == 202
-        returned = app.state.conn_returned_at
+        returned = state_of(app).conn_returned_at
         assert len(returned) >= 1  # the request stamped the connection it gave back
         await asyncio.sleep(FRESH_S + 0.2)
         assert await asyncio.to_thread(_terminate_api_sessions, conn) >= 1

@@ -22,6 +22,7 @@ from courier.enqueue import enqueue_event
 from courier.metrics import CourierMetrics
 from courier.tenancy import create_tenant
 from courier.web.event_stream import StreamConfig
+from courier.web.state import state_of
 from tests.integration.api.conftest import BASE_URL, Tenant, api_settings, serving
 from tests.integration.observability.conftest import uvicorn_serving
 
@@ -388,8 +389,8 @@ async def test_a_scoped_stream_sends_only_its_destinations_events(
 ) -> None:
     t = _two_destinations(conn)
     app = create_app(api_settings(secret_key), db_url)
-    app.state.event_stream_config = StreamConfig(poll_interval_s=0.05, heartbeat_s=0.2)
-    app.state.metrics = CourierMetrics()
+    state_of(app).event_stream_config = StreamConfig(poll_interval_s=0.05, heartbeat_s=0.2)
+    state_of(app).metrics = CourierMetrics()
     async with uvicorn_serving(app) as base, httpx.AsyncClient(base_url=base) as client:
         created = await client.post(
             "/v1/portal-sessions",

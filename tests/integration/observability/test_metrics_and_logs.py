@@ -21,6 +21,7 @@ from courier.metrics import CourierMetrics
 from courier.queue_stats import QueueStatsCollector, QueueStatsConfig
 from courier.settings import Settings
 from courier.tenancy import create_api_key
+from courier.web.state import state_of
 from tests.conftest import DestinationFactory
 from tests.integration.observability.conftest import asgi_serving
 from tests.support.engine import Engine, wait_terminal, worker_process
@@ -167,13 +168,13 @@ async def test_api_queue_gauges_come_from_the_collector_not_the_scrape(
     make_destination("https://example.com/hook")
     enqueue_event(conn, tenant, "order.created", {})
     app = create_app(Settings(secret_key=secret_key), db_url)
-    app.state.queue_stats_interval_s = 3600  # one refresh at start-up, then none
+    state_of(app).queue_stats_interval_s = 3600  # one refresh at start-up, then none
     async with asgi_serving(app) as client:
         key = create_api_key(conn, tenant).key
         assert (
             await client.get("/v1/delivery-events", headers={"Authorization": f"Bearer {key}"})
         ).status_code == 200
-        await app.state.queue_stats.run_once()
+        await state_of(app).queue_stats.run_once()
         first = _samples((await client.get("/metrics")).text)
         enqueue_event(conn, tenant, "order.created", {})
         second = _samples((await client.get("/metrics")).text)

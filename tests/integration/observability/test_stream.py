@@ -23,6 +23,7 @@ from courier.metrics import CourierMetrics
 from courier.settings import Settings
 from courier.tenancy import IssuedKey, create_tenant, revoke_api_key
 from courier.web.event_stream import REVOKED, StreamConfig
+from courier.web.state import state_of
 from tests.conftest import DestinationFactory
 from tests.integration.observability.conftest import ApiTenant, uvicorn_serving
 
@@ -34,8 +35,8 @@ def _app(
     db_url: str, secret_key: str, settings: dict[str, Any] | None = None, **config: Any
 ) -> Any:
     app = create_app(Settings(secret_key=secret_key, **(settings or {})), db_url)
-    app.state.event_stream_config = StreamConfig(**config)
-    app.state.metrics = CourierMetrics()
+    state_of(app).event_stream_config = StreamConfig(**config)
+    state_of(app).metrics = CourierMetrics()
     return app
 
 
@@ -121,7 +122,7 @@ async def test_stream_is_woken_by_notify_without_waiting_for_the_poll(
     # The poll and the heartbeat are far beyond the wait below: only a NOTIFY can wake it.
     app = _app(db_url, secret_key, poll_interval_s=600, heartbeat_s=600)
     async with uvicorn_serving(app) as base, httpx.AsyncClient() as client:
-        await asyncio.wait_for(app.state.feed_hub.listening.wait(), timeout=WAIT_S)
+        await asyncio.wait_for(state_of(app).feed_hub.listening.wait(), timeout=WAIT_S)
         url = f"{base}/v1/delivery-events/stream"
         async with client.stream("GET", url, headers=t.headers) as r:
             messages = _messages(r)
@@ -197,7 +198,7 @@ async def test_a_client_that_stops_reading_is_dropped_not_buffered(
     # ~40 MB of events: far more than the socket buffers on both ends can hold.
     _fill_feed(conn, t.id, count=20_000, pad=2_000)
     app = _app(db_url, secret_key, send_timeout_s=0.5, page_size=200)
-    metrics: CourierMetrics = app.state.metrics
+    metrics: CourierMetrics = state_of(app).metrics
     async with uvicorn_serving(app) as base:
         port = int(base.rsplit(":", 1)[1])
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -356,4 +357,4 @@ async def test_a_tenant_holds_at_most_its_cap_of_open_streams(
                     break
             assert time.monotonic() < deadline, "the closed streams' slots never came back"
             await asyncio.sleep(0.1)
-        assert app.state.stream_slots.held(busy.tenant_id) <= 1
+        assert state_of(app).stream_slots.held(busy.tenant_id) <= 1

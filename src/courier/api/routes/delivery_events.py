@@ -37,12 +37,12 @@ from courier.web.event_stream import (
     SLOTS_RETRY_AFTER_S,
     EventStreamResponse,
     FeedHub,
-    StreamConfig,
     StreamSlots,
     event_stream,
 )
 from courier.web.metrics import app_metrics
 from courier.web.problems import ProblemError, invalid_field
+from courier.web.state import request_state, state_of
 
 EVENT_TYPES = (
     "delivery.created",
@@ -157,13 +157,12 @@ def _position(cursor: str | None, field: str, location: str) -> FeedPosition:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """One LISTEN connection per app wakes the streams; one slot table caps them.
 
-    The LISTEN connects past any transaction-mode pooler (`app.state.direct_url`): a
+    The LISTEN connects past any transaction-mode pooler (the state's `direct_url`): a
     NOTIFY reaches only the server session that listens."""
-    hub = FeedHub(getattr(app.state, "direct_url", None) or pool_conninfo(app))
-    app.state.feed_hub = hub
-    app.state.stream_slots = StreamSlots(app.state.settings.max_streams_per_tenant)
-    if not hasattr(app.state, "event_stream_config"):
-        app.state.event_stream_config = StreamConfig()
+    state = state_of(app)
+    hub = FeedHub(state.direct_url or pool_conninfo(app))
+    state.feed_hub = hub
+    state.stream_slots = StreamSlots(state.settings.max_streams_per_tenant)
     async with running(hub.run, "courier-feed-hub"):
         yield
 
@@ -203,7 +202,7 @@ async def stream_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     """The caller, authenticated on a connection returned at once (not held by the stream)."""
-    async with request.app.state.pool.connection(timeout=POOL_TIMEOUT) as conn:
+    async with request_state(request).open_pool().connection(timeout=POOL_TIMEOUT) as conn:
         return await authenticate(request, conn, credentials)
 
 
@@ -231,17 +230,19 @@ async def stream_delivery_events(
     # `after` is checked even when Last-Event-ID wins, so a bad value is never ignored.
     from_query = _position(after, "after", "query")
     position = _position(last_event_id, "Last-Event-ID", "header") if last_event_id else from_query
-    slots: StreamSlots = request.app.state.stream_slots
+    state = request_state(request)
+    slots, hub = state.stream_slots, state.feed_hub
+    assert slots is not None and hub is not None, "the router's lifespan sets them up"
     if not slots.acquire(caller.tenant_id):
         raise too_many_streams(slots.per_tenant)
-    config: StreamConfig = request.app.state.event_stream_config
+    config = state.event_stream_config
 
     async def authorized(conn: psycopg.AsyncConnection[Any]) -> bool:
         return await still_live(conn, caller)
 
     body = event_stream(
-        pool=request.app.state.pool,
-        hub=request.app.state.feed_hub,
+        pool=state.open_pool(),
+        hub=hub,
         tenant_id=caller.tenant_id,
         after=position,
         config=config,

@@ -10,23 +10,20 @@ from __future__ import annotations
 import contextlib
 import hmac
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from psycopg_pool import AsyncConnectionPool
 
 from courier.background import running
-from courier.queue_stats import QUEUE_STATS_INTERVAL_S, QueueStatsCollector, QueueStatsConfig
-from courier.settings import Settings
+from courier.queue_stats import QueueStatsCollector, QueueStatsConfig
 from courier.web.metrics import app_metrics
 from courier.web.problems import ProblemError
+from courier.web.state import state_of
 
 
 def pool_conninfo(app: FastAPI) -> str:
-    pool: AsyncConnectionPool[Any] = app.state.pool
-    conninfo = pool.conninfo
+    conninfo = state_of(app).open_pool().conninfo
     assert isinstance(conninfo, str)
     return conninfo
 
@@ -34,11 +31,12 @@ def pool_conninfo(app: FastAPI) -> str:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Run the queue-gauge collector for as long as the app runs."""
-    interval: float = getattr(app.state, "queue_stats_interval_s", QUEUE_STATS_INTERVAL_S)
+    state = state_of(app)
     collector = QueueStatsCollector(
-        QueueStatsConfig(database_url=pool_conninfo(app), interval_s=interval), app_metrics(app)
+        QueueStatsConfig(database_url=pool_conninfo(app), interval_s=state.queue_stats_interval_s),
+        app_metrics(app),
     )
-    app.state.queue_stats = collector
+    state.queue_stats = collector
     async with running(collector.run, "courier-queue-stats"):
         yield
 
@@ -48,7 +46,7 @@ router = APIRouter(tags=["health"], lifespan=lifespan)
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+    settings = state_of(request.app).settings
     if settings.metrics_token is not None:
         expected = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
         given = request.headers.get("authorization", "").encode()
