@@ -1,5 +1,6 @@
-"""Destination health: what `GET /v1/destinations/{id}/health` shows, and the verdict
-that turns a destination off.
+"""Destination health, computed once: what `GET /v1/destinations/{id}/health` shows, what
+the console's pages show (`status`, one word), and the verdict that turns a destination
+off, all from one store read (`destination_health` in store/sql/operations.sql).
 
 `read_health` reads consecutive failures (failed attempts since the last success), the
 last success, the success ratio over the last hour, and how long the current failure
@@ -19,6 +20,7 @@ a new judgement; a bad hour never disables anything. The worker's maintenance pa
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -58,13 +60,52 @@ def health_params(
     tenant_id: uuid.UUID,
     destination_id: uuid.UUID | None,
     enabled_only: bool,
+    *,
+    with_day: bool = False,
+    scope: Collection[uuid.UUID] | None = None,
 ) -> dict[str, Any]:
     return {
         "tenant_id": tenant_id,
         "destination_id": destination_id,
         "enabled_only": enabled_only,
         "failing_seconds": config.auto_disable_after_seconds,
+        "with_day": with_day,
+        "scope": None if scope is None else list(scope),
     }
+
+
+async def read_healths(
+    conn: psycopg.AsyncConnection[Any],
+    tenant_id: uuid.UUID,
+    destination_id: uuid.UUID | None = None,
+    scope: Collection[uuid.UUID] | None = None,
+) -> list[dict[str, Any]]:
+    """The console's read: the same rows as `read_health`, of every destination (or one),
+    with the last day's counts that `status` judges by."""
+    params = health_params(
+        HealthConfig(), tenant_id, destination_id, False, with_day=True, scope=scope
+    )
+    return await store.destination_healths(conn, params)
+
+
+def day_success_ratio(row: Mapping[str, Any]) -> float | None:
+    """Succeeded ÷ finished attempts over the last day; None without any (pure)."""
+    finished = int(row.get("attempts_last_day") or 0)
+    return int(row.get("successes_last_day") or 0) / finished if finished else None
+
+
+def status(row: Mapping[str, Any]) -> str:
+    """One word for a health row read with the last day's counts (pure): disabled,
+    failing (failures since the last success and at most half succeeded), idle (no
+    finished attempt in a day), healthy (95% or more succeeded) or degraded."""
+    if not row.get("enabled", True):
+        return "disabled"
+    ratio = day_success_ratio(row)
+    if row.get("consecutive_failures") and (ratio is None or ratio < 0.5):
+        return "failing"
+    if ratio is None:
+        return "idle"
+    return "healthy" if ratio >= 0.95 else "degraded"
 
 
 async def read_health(

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from courier import kinds
+from courier import destination_health, kinds
 from courier.console.auth import current_operator, to_sign_in
 from courier.console.chart import attempt_chart
-from courier.console.health import HEALTH_WINDOW, STATES, build_health
+from courier.console.health import STATES, build_health
 from courier.console.inputs import choice_field, path_id, uuid_field
 from courier.console.rendering import PAGE_SIZE, not_found, one_page, pretty, render
 from courier.destination_options import shown_options
@@ -49,7 +49,8 @@ async def integration(
     now = datetime.now(UTC)
     (health,) = build_health(
         [destination],
-        *await store.health_rows(conn, operator.tenant_id, dest_id, now - HEALTH_WINDOW),
+        await store.state_counts(conn, operator.tenant_id, dest_id),
+        await destination_health.read_healths(conn, operator.tenant_id, dest_id),
     )
     rows, next_after = one_page(
         await store.list_deliveries(

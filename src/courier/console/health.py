@@ -1,8 +1,9 @@
-"""Destination health for the integrations page, from a few grouped counts.
+"""Destination health as the integrations pages show it.
 
-The numbers come from console.sql (deliveries by state, finished attempts of the last
-24 hours by outcome, failed attempts since the last success); `build_health` merges
-them per destination. Pure.
+The verdict is courier.destination_health's, the same read and rules as
+`GET /v1/destinations/{id}/health` (consecutive failures, last success) plus the last
+day's counts its `status` judges by; this module only joins that row with the
+destination's deliveries by state. Pure.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
+from courier import destination_health
 from courier.states import DeliveryState
 
-HEALTH_WINDOW = timedelta(hours=24)  # the success ratio's window
 # The console lists states in the order a delivery meets them.
 _S = DeliveryState
 _SHOWN = (_S.PENDING, _S.DELIVERING, _S.RETRY_SCHEDULED, _S.DELIVERED, _S.FAILED, _S.DEAD_LETTERED)
@@ -26,10 +27,7 @@ STATES: tuple[str, ...] = tuple(state.value for state in _SHOWN)
 class DestinationHealth:
     destination: Mapping[str, Any]
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATES, 0))
-    last_success_at: datetime | None = None
-    succeeded_recent: int = 0  # finished attempts in the window that succeeded
-    finished_recent: int = 0  # finished attempts in the window (abandoned ones excluded)
-    consecutive_failures: int = 0  # failed attempts since the last success
+    health: Mapping[str, Any] = field(default_factory=dict)  # its destination_health row
 
     @property
     def id(self) -> uuid.UUID:
@@ -41,50 +39,45 @@ class DestinationHealth:
         return sum(self.counts.values())
 
     @property
+    def last_success_at(self) -> datetime | None:
+        value: datetime | None = self.health.get("last_success_at")
+        return value
+
+    @property
+    def consecutive_failures(self) -> int:
+        return int(self.health.get("consecutive_failures") or 0)
+
+    @property
+    def finished_recent(self) -> int:
+        """Finished attempts of the last day (abandoned ones excluded)."""
+        return int(self.health.get("attempts_last_day") or 0)
+
+    @property
     def success_ratio(self) -> float | None:
-        if not self.finished_recent:
-            return None
-        return self.succeeded_recent / self.finished_recent
+        return destination_health.day_success_ratio(self.health)
 
     @property
     def status(self) -> str:
         """One word: disabled, failing, degraded, healthy or idle."""
-        if not self.destination.get("enabled", True):
-            return "disabled"
-        ratio = self.success_ratio
-        if self.consecutive_failures and (ratio is None or ratio < 0.5):
-            return "failing"
-        if ratio is None:
-            return "idle"
-        return "healthy" if ratio >= 0.95 else "degraded"
+        return destination_health.status(
+            {**self.health, "enabled": self.destination.get("enabled", True)}
+        )
 
 
 def build_health(
     destinations: Iterable[Mapping[str, Any]],
     state_counts: Iterable[Mapping[str, Any]],
-    recent_outcomes: Iterable[Mapping[str, Any]],
-    consecutive: Iterable[Mapping[str, Any]],
+    health_rows: Iterable[Mapping[str, Any]],
 ) -> list[DestinationHealth]:
     by_id = {d["id"]: DestinationHealth(d) for d in destinations}
     for row in state_counts:
-        health = by_id.get(row["destination_id"])
-        if health is None:
-            continue
-        health.counts[row["state"]] = int(row["n"])
-        last = row.get("last_delivered_at")
-        if last is not None and (health.last_success_at is None or last > health.last_success_at):
-            health.last_success_at = last
-    for row in recent_outcomes:
-        health = by_id.get(row["destination_id"])
-        if health is None or row["outcome"] == "abandoned":
-            continue
-        health.finished_recent += int(row["n"])
-        if row["outcome"] == "succeeded":
-            health.succeeded_recent += int(row["n"])
-    for row in consecutive:
-        health = by_id.get(row["destination_id"])
-        if health is not None:
-            health.consecutive_failures = int(row["n"])
+        found = by_id.get(row["destination_id"])
+        if found is not None:
+            found.counts[row["state"]] = int(row["n"])
+    for row in health_rows:
+        found = by_id.get(row["destination_id"])
+        if found is not None:
+            found.health = row
     return list(by_id.values())
 
 

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from courier import destination_health
 from courier.console.auth import HOME, current_operator, to_sign_in
 from courier.console.chart import attempt_chart
-from courier.console.health import HEALTH_WINDOW, build_health, totals
+from courier.console.health import build_health, totals
 from courier.console.rendering import render
 from courier.store import console as store
 from courier.web.deps import ConnDep
@@ -35,7 +36,8 @@ async def integrations(request: Request, conn: ConnDep) -> Response:
     destinations = await store.destinations(conn, operator.tenant_id, scope)
     healths = build_health(
         destinations,
-        *await store.health_rows(conn, operator.tenant_id, None, now - HEALTH_WINDOW, scope),
+        await store.state_counts(conn, operator.tenant_id, None, scope),
+        await destination_health.read_healths(conn, operator.tenant_id, None, scope),
     )
     chart = attempt_chart(
         await store.attempts_by_hour(conn, operator.tenant_id, None, now, scope), now

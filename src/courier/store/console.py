@@ -52,21 +52,15 @@ async def destination(
     )
 
 
-async def health_rows(
+async def state_counts(
     conn: AsyncConn,
     tenant_id: uuid.UUID,
     destination_id: uuid.UUID | None,
-    since: datetime,
     scope: Scope = None,
-) -> tuple[list[Row], list[Row], list[Row]]:
-    """(deliveries by state, finished attempts since `since` by outcome, failures since
-    the last success), each by destination."""
+) -> list[Row]:
+    """Deliveries by destination and state."""
     which = {"tenant_id": tenant_id, "destination_id": destination_id, "scope": _scope(scope)}
-    window = {**which, "since": since, "since_id": uuid7_floor(since)}
-    counts = await fetch_all(conn, "console_state_counts", which)
-    outcomes = await fetch_all(conn, "console_recent_outcomes", window)
-    consecutive = await fetch_all(conn, "console_consecutive_failures", which)
-    return counts, outcomes, consecutive
+    return await fetch_all(conn, "console_state_counts", which)
 
 
 async def attempts_by_hour(

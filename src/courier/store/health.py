@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 
 from courier.store.queries import query
-from courier.store.rows import Row, fetch_one
+from courier.store.rows import Row, fetch_all, fetch_one
 
 Cursor = psycopg.AsyncCursor[dict[str, Any]]
 
@@ -16,6 +16,12 @@ async def destination_health(
     conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
 ) -> Row | None:
     return await fetch_one(conn, "destination_health", params)
+
+
+async def destination_healths(
+    conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
+) -> list[Row]:
+    return await fetch_all(conn, "destination_health", params)
 
 
 async def health_rows(cur: Cursor, params: dict[str, Any]) -> list[Row]:

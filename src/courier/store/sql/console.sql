@@ -34,44 +34,13 @@ SELECT id, name, url, kind, config,
  WHERE tenant_id = %(tenant_id)s AND id = %(id)s;
 
 -- name: console_state_counts
--- Deliveries by destination and state, and each destination's last success.
-SELECT destination_id, state, count(*) AS n, max(delivered_at) AS last_delivered_at
+-- Deliveries by destination and state.
+SELECT destination_id, state, count(*) AS n
   FROM deliveries
  WHERE tenant_id = %(tenant_id)s
    AND (%(destination_id)s::uuid IS NULL OR destination_id = %(destination_id)s::uuid)
    AND (%(scope)s::uuid[] IS NULL OR destination_id = ANY(%(scope)s::uuid[]))
  GROUP BY destination_id, state;
-
--- name: console_recent_outcomes
--- Finished attempts since %(since)s by destination and outcome (the success ratio).
-SELECT a.destination_id, a.outcome, count(*) AS n
-  FROM delivery_attempts a
- WHERE a.tenant_id = %(tenant_id)s
-   AND a.id >= %(since_id)s AND a.started_at >= %(since)s
-   AND a.outcome IS NOT NULL
-   AND (%(destination_id)s::uuid IS NULL OR a.destination_id = %(destination_id)s::uuid)
-   AND (%(scope)s::uuid[] IS NULL OR a.destination_id = ANY(%(scope)s::uuid[]))
- GROUP BY a.destination_id, a.outcome;
-
--- name: console_consecutive_failures
--- Failed attempts that ended after each destination's last success (all of them if it
--- never had one). An attempt lasts at most a timeout (300 s at most), so those started
--- more than 10 minutes before the success need not be read (delivery_attempts_destination).
-WITH last_ok AS (
-    SELECT destination_id, max(delivered_at) AS at
-      FROM deliveries
-     WHERE tenant_id = %(tenant_id)s
-       AND (%(destination_id)s::uuid IS NULL OR destination_id = %(destination_id)s::uuid)
-       AND (%(scope)s::uuid[] IS NULL OR destination_id = ANY(%(scope)s::uuid[]))
-     GROUP BY destination_id
-)
-SELECT l.destination_id, count(*) AS n
-  FROM last_ok l
-  JOIN delivery_attempts a
-    ON a.tenant_id = %(tenant_id)s AND a.destination_id = l.destination_id
- WHERE a.outcome IN ('retryable_failure', 'permanent_failure')
-   AND (l.at IS NULL OR (a.started_at > l.at - interval '10 minutes' AND a.finished_at > l.at))
- GROUP BY l.destination_id;
 
 -- name: console_attempts_by_hour
 -- The chart: attempts started since %(since)s by hour and outcome (null: in flight).

@@ -214,7 +214,9 @@ SELECT (SELECT enabled FROM dst) AS enabled,
 -- attempts (by the delivery_attempts_destination index). Abandoned attempts are no
 -- one's answer and count neither way. `failing_since` and `gone_since` only look at
 -- attempts since the destination was last enabled; `dead_letter_in_streak` is looked
--- up only for a streak older than %(failing_seconds)s.
+-- up only for a streak older than %(failing_seconds)s. The last day's counts (the
+-- console's success ratio) are read only %(with_day)s: the maintenance pass needs none.
+-- %(scope)s, when not null, keeps only those destinations (a scoped console session).
 SELECT dst.tenant_id, dst.id AS destination_id, dst.enabled, dst.disabled_reason,
        dst.disabled_at, dst.enabled_at, now() AS checked_at,
        ok.finished_at AS last_success_at,
@@ -225,6 +227,7 @@ SELECT dst.tenant_id, dst.id AS destination_id, dst.enabled, dst.disabled_reason
            AND a.outcome IN ('retryable_failure', 'permanent_failure')
            AND a.started_at > coalesce(ok.started_at, '-infinity')) AS consecutive_failures,
        hour.finished AS attempts_last_hour, hour.succeeded AS successes_last_hour,
+       day.finished AS attempts_last_day, day.succeeded AS successes_last_day,
        streak.failing_since, gone.gone_since,
        CASE WHEN streak.failing_since <= now() - make_interval(secs => %(failing_seconds)s)
             THEN EXISTS (SELECT 1 FROM deliveries d
@@ -250,6 +253,13 @@ SELECT dst.tenant_id, dst.id AS destination_id, dst.enabled, dst.disabled_reason
           FROM delivery_attempts a
          WHERE a.tenant_id = dst.tenant_id AND a.destination_id = dst.id
            AND a.started_at >= now() - interval '1 hour' AND a.outcome IS NOT NULL) AS hour
+  LEFT JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE a.outcome <> 'abandoned') AS finished,
+               count(*) FILTER (WHERE a.outcome = 'succeeded') AS succeeded
+          FROM delivery_attempts a
+         WHERE %(with_day)s AND a.tenant_id = dst.tenant_id AND a.destination_id = dst.id
+           AND a.started_at >= now() - interval '24 hours' AND a.outcome IS NOT NULL) AS day
+       ON true
   CROSS JOIN LATERAL (
         SELECT min(a.started_at) AS failing_since FROM delivery_attempts a
          WHERE a.tenant_id = dst.tenant_id AND a.destination_id = dst.id
@@ -263,6 +273,7 @@ SELECT dst.tenant_id, dst.id AS destination_id, dst.enabled, dst.disabled_reason
  WHERE dst.tenant_id = %(tenant_id)s AND dst.deleted_at IS NULL
    AND (%(destination_id)s::uuid IS NULL OR dst.id = %(destination_id)s::uuid)
    AND (NOT %(enabled_only)s OR dst.enabled)
+   AND (%(scope)s::uuid[] IS NULL OR dst.id = ANY(%(scope)s::uuid[]))
  ORDER BY dst.id;
 
 -- name: health_disable_destination
