@@ -18,19 +18,16 @@ Only live keys are kept; unknown and revoked keys are asked for every time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import psycopg
 from starlette.applications import Starlette
 
-from courier.store.notify import listen
+from courier.store.notify import connector, listen, pause
 from courier.web.state import state_of
 
 logger = logging.getLogger(__name__)
@@ -122,11 +119,6 @@ class KeyCache:
         """LISTEN for key changes on `conninfo` (PostgreSQL itself, past any pooler)
         until `stop` is set."""
 
-        async def connect() -> psycopg.AsyncConnection[Any]:
-            return await psycopg.AsyncConnection.connect(
-                conninfo, autocommit=True, application_name="courier-api-keys"
-            )
-
         def listening() -> None:
             self.clear()  # whatever changed while nobody listened
             self.listening.set()
@@ -137,11 +129,10 @@ class KeyCache:
                 type(exc).__name__,
                 self.ttl_s,
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=LISTEN_RETRY_S)
+            await pause(stop, LISTEN_RETRY_S)
 
         await listen(
-            connect,
+            connector(conninfo, "courier-api-keys"),
             stop,
             on_notify=self.notified,
             on_listening=listening,

@@ -10,6 +10,7 @@ listens, so the connection must be a session of its own (past a transaction-mode
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -25,8 +26,28 @@ KEYS_CHANNEL: Final = "courier_api_keys"
 NOTIFY_POLL_S = 0.1
 
 
+Connect = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
+
+
+def connector(conninfo: str, application_name: str) -> Connect:
+    """How a listener opens its own autocommit session, named for pg_stat_activity."""
+
+    async def connect() -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(
+            conninfo, autocommit=True, application_name=application_name
+        )
+
+    return connect
+
+
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds` before a reconnect, or less if `stop` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
 async def listen(
-    connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]],
+    connect: Connect,
     stop: Any,
     *,
     on_notify: Callable[[str], None],

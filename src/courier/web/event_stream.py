@@ -39,7 +39,7 @@ from starlette.types import Message, Receive, Scope, Send
 from courier.errors import CourierError
 from courier.metrics import CourierMetrics
 from courier.store.feed import FeedPosition, LifecycleEvent, read_feed
-from courier.store.notify import listen
+from courier.store.notify import connector, listen, pause
 
 logger = logging.getLogger("courier.api")
 
@@ -123,22 +123,16 @@ class FeedHub:
                 event.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        async def connect() -> psycopg.AsyncConnection[Any]:
-            return await psycopg.AsyncConnection.connect(
-                self._conninfo, autocommit=True, application_name="courier-api-listen"
-            )
-
         def listening() -> None:
             self.listening.set()
             self.wake_all()  # whatever arrived while we were not listening
 
         async def failed(exc: BaseException) -> None:
             logger.warning("event stream LISTEN failed (%s); polling meanwhile", type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=LISTEN_RETRY_S)
+            await pause(stop, LISTEN_RETRY_S)
 
         await listen(
-            connect,
+            connector(self._conninfo, "courier-api-listen"),
             stop,
             on_notify=self.wake,
             on_listening=listening,
