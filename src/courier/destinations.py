@@ -1,4 +1,11 @@
-"""Destinations: create with a fresh signing secret (encrypted at rest)."""
+"""Destinations: the stored columns of a kind's config (secret fields encrypted), and
+creation with a fresh signing secret (encrypted at rest).
+
+`create_destination` takes trusted values (scripts, the demo, tests); the API and the
+console validate a request first (courier.web.kind_config, courier.web.option_fields)
+and store its config through the same `config_columns`. Both insert with the same SQL
+block (store/sql/destinations.sql `api_create_destination`).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,23 @@ from courier.destination_options import split_options
 from courier.kinds import address, split_config
 from courier.signing import generate_secret
 from courier.store.destinations import insert_destination
+
+
+def config_columns(
+    kind: str, url: str, config: Mapping[str, Any], box: SecretBox
+) -> dict[str, Any]:
+    """The columns `kind`, `url`, `config` and `config_secrets` of a validated config: its
+    secret fields encrypted, and for a kind other than webhook `url` is the server it
+    names, without credentials (what reads show)."""
+    shown, hidden = split_config(config)
+    if kind != "webhook":
+        url = address(kind, shown, hidden) or url
+    return {
+        "kind": kind,
+        "url": url,
+        "config": Jsonb(shown, dumps=_dumps),
+        "config_secrets": Jsonb({k: box.encrypt(v) for k, v in hidden.items()}, dumps=_dumps),
+    }
 
 
 def secret_entry(box: SecretBox, secret: str, expires_at: datetime | None = None) -> dict[str, Any]:
@@ -60,14 +84,11 @@ def create_destination(
     trusted the same way; its secret values are encrypted here.
     """
     secret = secret or generate_secret()
-    shown, hidden = split_config(config or {})
     shown_options, hidden_options = split_options(options or {})
-    if kind != "webhook":
-        url = address(kind, shown, hidden) or url
     params = {
+        **config_columns(kind, url, config or {}, box),
         "tenant_id": tenant_id,
         "name": name,
-        "url": url,
         "enabled": enabled,
         "event_types": list(event_types),
         "max_attempts": max_attempts,
@@ -79,9 +100,6 @@ def create_destination(
         "ordering": ordering,
         "rate_limit_per_second": rate_limit_per_second,
         "signing_secrets": Jsonb([secret_entry(box, secret)], dumps=_dumps),
-        "kind": kind,
-        "config": Jsonb(shown, dumps=_dumps),
-        "config_secrets": Jsonb({k: box.encrypt(v) for k, v in hidden.items()}, dumps=_dumps),
         "filter": Jsonb(filter, dumps=_dumps) if filter else None,
         "options": Jsonb(shown_options, dumps=_dumps),
         "option_secrets": Jsonb(

@@ -175,7 +175,7 @@ async def test_timeout_and_connection_refused_are_retryable(engine: Engine) -> N
 
 
 async def test_missing_and_disabled_destinations_fail_without_a_request(engine: Engine) -> None:
-    from courier.store.destinations import set_destination_enabled, soft_delete_destination
+    from tests.support.engine import set_destination_enabled, soft_delete_destination
 
     gone, _ = engine.make_destination(engine.receiver.url("/gone"))
     off, _ = engine.make_destination(engine.receiver.url("/off"))

@@ -140,3 +140,28 @@ def worker_process(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE if capture_stderr else subprocess.DEVNULL,
     )
+
+
+def set_destination_enabled(
+    conn: psycopg.Connection[Any], tenant_id: uuid.UUID, destination_id: uuid.UUID, enabled: bool
+) -> None:
+    """Switch a destination as an operator's PATCH would (the statement the tests need;
+    the product does it through the API)."""
+    conn.execute(
+        "UPDATE destinations SET enabled = %(enabled)s, updated_at = now(),"
+        " disabled_at = CASE WHEN %(enabled)s THEN NULL ELSE coalesce(disabled_at, now()) END,"
+        " enabled_at = CASE WHEN %(enabled)s AND NOT enabled THEN now() ELSE enabled_at END"
+        " WHERE tenant_id = %(tenant_id)s AND id = %(id)s AND deleted_at IS NULL",
+        {"tenant_id": tenant_id, "id": destination_id, "enabled": enabled},
+    )
+
+
+def soft_delete_destination(
+    conn: psycopg.Connection[Any], tenant_id: uuid.UUID, destination_id: uuid.UUID
+) -> None:
+    """Delete a destination as `DELETE /v1/destinations/{id}` does: the row stays, marked."""
+    conn.execute(
+        "UPDATE destinations SET deleted_at = now(), enabled = false, updated_at = now()"
+        " WHERE tenant_id = %(tenant_id)s AND id = %(id)s AND deleted_at IS NULL",
+        {"tenant_id": tenant_id, "id": destination_id},
+    )

@@ -1,5 +1,5 @@
 """Destination rows written outside the HTTP API: the synchronous create (CLI, demo,
-bench), enable and soft delete, the rekey walk and the demo's re-pointing (statements in
+bench), the rekey walk and the demo's re-pointing (statements in
 `sql/destinations.sql`, beside the API's own, which courier.store.resources runs).
 """
 
@@ -23,20 +23,6 @@ def insert_destination(conn: Conn, fields: dict[str, Any]) -> Row:
     row = fetch_one_sync(conn, "api_create_destination", fields)
     assert row is not None
     return row
-
-
-def set_destination_enabled(
-    conn: Conn, tenant_id: uuid.UUID, destination_id: uuid.UUID, enabled: bool
-) -> bool:
-    """Whether a live destination was there to switch."""
-    params = {"tenant_id": tenant_id, "id": destination_id, "enabled": enabled}
-    return conn.execute(query("set_destination_enabled"), params).fetchone() is not None
-
-
-def soft_delete_destination(conn: Conn, tenant_id: uuid.UUID, destination_id: uuid.UUID) -> bool:
-    """Whether a live destination was there to delete."""
-    params = {"tenant_id": tenant_id, "id": destination_id}
-    return conn.execute(query("soft_delete_destination"), params).fetchone() is not None
 
 
 def destination_ids_by_name(conn: Conn, tenant_id: uuid.UUID) -> dict[str, uuid.UUID]:

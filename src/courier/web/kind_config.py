@@ -7,32 +7,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from courier import kinds
 from courier.crypto import SecretBox, SecretKeyError
+from courier.destinations import config_columns
 from courier.settings import Settings
 from courier.web.problems import invalid_field
 from courier.web.urls import broker_url_problem, url_problem
 
 
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode("utf-8")
-
-
-def _columns(kind: str, url: str, shown: dict[str, Any], secret: dict[str, str]) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "url": url,
-        "config": Jsonb(shown, dumps=_dumps),
-        "config_secrets": Jsonb(secret, dumps=_dumps),
-    }
-
-
 def _webhook(
-    url: str | None, config: Mapping[str, Any] | None, settings: Settings
+    url: str | None, config: Mapping[str, Any] | None, box: SecretBox, settings: Settings
 ) -> dict[str, Any]:
     if config:
         raise invalid_field("config", "is only for kinds other than webhook")
@@ -41,7 +27,7 @@ def _webhook(
     reason = url_problem(url, settings)
     if reason is not None:
         raise invalid_field("url", reason)
-    return _columns("webhook", url, {}, {})
+    return config_columns("webhook", url, {}, box)
 
 
 def _broker(
@@ -61,9 +47,7 @@ def _broker(
         field, reason = "config.url", broker_url_problem(valid["url"], spec.schemes, settings)
     if reason is not None:
         raise invalid_field(field, reason)
-    shown, secret = kinds.split_config(valid)
-    encrypted = {name: box.encrypt(value) for name, value in secret.items()}
-    return _columns(kind, kinds.address(kind, shown, secret) or "", shown, encrypted)
+    return config_columns(kind, "", valid, box)
 
 
 def _server(kind: str) -> str:
@@ -85,7 +69,7 @@ def for_create(
 ) -> dict[str, Any]:
     """The columns `kind`, `url`, `config`, `config_secrets` of a new destination."""
     if kind == "webhook":
-        return _webhook(url, config, settings)
+        return _webhook(url, config, box, settings)
     _installed(kind)
     if url is not None:
         raise invalid_field("url", f"is not used by {kind} destinations: set {_server(kind)}")
@@ -102,7 +86,7 @@ def for_update(
     config = changes.get("config")
     if kind == "webhook":
         url = changes.get("url", current["url"] if current["kind"] == "webhook" else None)
-        return _webhook(url, config, settings)
+        return _webhook(url, config, box, settings)
     _installed(kind)
     if "url" in changes:
         raise invalid_field("url", f"is not used by {kind} destinations: set {_server(kind)}")

@@ -21,11 +21,10 @@ from courier.crypto import SecretBox, SecretKeyError, generate_key
 from courier.destinations import create_destination, secret_entry
 from courier.enqueue import enqueue_event
 from courier.signing import generate_secret
-from courier.store.destinations import soft_delete_destination
 from courier.tenancy import create_tenant
 from tests.integration.api.conftest import Tenant, send_event
 from tests.integration.api.conftest import create_destination as api_create_destination
-from tests.support.engine import make_worker, run_workers, wait_terminal
+from tests.support.engine import make_worker, run_workers, soft_delete_destination, wait_terminal
 from tests.support.keys import key_secret
 from tests.support.receiver import Receiver
 

@@ -152,18 +152,6 @@ UPDATE destinations
        option_secrets = %(option_secrets)s
  WHERE tenant_id = %(tenant_id)s AND id = %(id)s;
 
--- name: set_destination_enabled
-UPDATE destinations SET enabled = %(enabled)s, updated_at = now(),
-       disabled_at = CASE WHEN %(enabled)s THEN NULL ELSE coalesce(disabled_at, now()) END,
-       enabled_at = CASE WHEN %(enabled)s AND NOT enabled THEN now() ELSE enabled_at END
- WHERE tenant_id = %(tenant_id)s AND id = %(id)s AND deleted_at IS NULL
-RETURNING id;
-
--- name: soft_delete_destination
-UPDATE destinations SET deleted_at = now(), enabled = false, updated_at = now()
- WHERE tenant_id = %(tenant_id)s AND id = %(id)s AND deleted_at IS NULL
-RETURNING id;
-
 -- name: demo_destinations
 -- `courier up --demo`: the demo tenant's destinations, found again by name.
 SELECT id, name
