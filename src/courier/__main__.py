@@ -1,3 +1,5 @@
+"""`python -m courier`: the courier command (courier.cli)."""
+
 from courier.cli import main
 
 main()
