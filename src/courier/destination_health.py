@@ -1,6 +1,6 @@
 """Destination health, computed once: what `GET /v1/destinations/{id}/health` shows, what
 the console's pages show (`status`, one word), and the verdict that turns a destination
-off, all from one store read (`destination_health` in store/sql/operations.sql).
+off, all from one store read (`destination_health` in store/sql/health.sql).
 
 `read_health` reads consecutive failures (failed attempts since the last success), the
 last success, the success ratio over the last hour, and how long the current failure

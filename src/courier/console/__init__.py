@@ -19,7 +19,7 @@ without JavaScript.
     demo.py          `courier up --demo`: a demo tenant and a local receiver with every outcome
     templates/       Jinja2, autoescaped; static/ one stylesheet and a few lines of script
 
-Reads go through courier.store.console (statements in store/sql/console.sql). Every read
+Reads go through courier.store.console (statements in store/sql, grouped by noun). Every read
 is scoped by the session's tenant, so another tenant's id answers 404 exactly as a
 missing one. Templates autoescape everything; a Content-Security-Policy allows only the
 console's own script and stylesheet.

@@ -1,4 +1,5 @@
-"""What the operator console reads, tenant by tenant (statements in `sql/console.sql`).
+"""What the operator console reads, tenant by tenant (statements grouped by
+noun: `sql/delivery_reads.sql`, `sql/destinations.sql`, `sql/audit.sql`, `sql/feed.sql`).
 
 Every function takes the tenant id and passes it to its statement. Lists return up to
 `limit + 1` rows, which tells the caller whether another page follows.

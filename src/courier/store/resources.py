@@ -1,5 +1,5 @@
-"""What the HTTP API reads and writes, tenant by tenant (statements in `sql/api.sql`,
-`sql/destinations.sql` and `sql/events.sql`).
+"""What the HTTP API reads and writes, tenant by tenant (statements grouped by
+noun: `sql/delivery_reads.sql`, `sql/destinations.sql`, `sql/events.sql`, `sql/audit.sql`).
 
 Every function takes the tenant id and passes it to its statement; none can reach
 another tenant's rows. Lists return up to `limit + 1` rows: the caller pages with them.

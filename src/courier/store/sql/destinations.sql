@@ -163,3 +163,22 @@ SELECT id, name
 UPDATE destinations
    SET url = %(url)s, updated_at = now()
  WHERE tenant_id = %(tenant_id)s AND id = %(id)s;
+
+-- name: console_destinations
+SELECT id, name, url, kind, enabled, disabled_reason, disabled_at, max_attempts, created_at
+  FROM destinations
+ WHERE tenant_id = %(tenant_id)s AND deleted_at IS NULL
+   AND (%(scope)s::uuid[] IS NULL OR id = ANY(%(scope)s::uuid[]))
+ ORDER BY name, id
+ LIMIT %(limit)s;
+
+-- name: console_destination
+-- The names of the secret config fields and the options' secret paths only: their
+-- (encrypted) values stay here.
+SELECT id, name, url, kind, config,
+       ARRAY(SELECT k FROM jsonb_object_keys(config_secrets) AS k ORDER BY k) AS secret_fields,
+       enabled, disabled_reason, disabled_at, max_attempts, created_at, deleted_at,
+       options, ARRAY(SELECT jsonb_object_keys(option_secrets)) AS secret_paths,
+       payload_format, capture_response_body, filter, event_types
+  FROM destinations
+ WHERE tenant_id = %(tenant_id)s AND id = %(id)s;

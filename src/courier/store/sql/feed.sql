@@ -19,3 +19,12 @@ SELECT tenant_id, id, seq, txid::text AS txid, type, delivery_id, event_id, dest
    AND txid < pg_snapshot_xmin(pg_current_snapshot())
  ORDER BY txid, seq
  LIMIT %(limit)s;
+
+-- name: console_feed_head
+-- The newest visible lifecycle-event position: a console stream starts after it.
+SELECT txid::text AS txid, seq
+  FROM lifecycle_events
+ WHERE tenant_id = %(tenant_id)s
+   AND txid < pg_snapshot_xmin(pg_current_snapshot())
+ ORDER BY txid DESC, seq DESC
+ LIMIT 1;

@@ -24,3 +24,23 @@ SELECT id, name, prefix, created_at, revoked_at
   FROM api_keys
  WHERE tenant_id = %(tenant_id)s
  ORDER BY created_at, id;
+
+-- name: api_key_for_auth
+-- A live key by (tenant_id, key_hash); the hash comes back for a constant-time check.
+SELECT k.tenant_id, k.id AS key_id, k.key_hash
+  FROM api_keys k
+ WHERE k.tenant_id = %(tenant_id)s AND k.key_hash = %(key_hash)s AND k.revoked_at IS NULL;
+
+-- name: api_key_live
+-- Whether a key is still live (not revoked, not deleted): long-lived streams ask again.
+SELECT 1 AS live
+  FROM api_keys k
+ WHERE k.tenant_id = %(tenant_id)s AND k.id = %(key_id)s AND k.revoked_at IS NULL;
+
+-- name: console_session_key
+-- The key a session names, if it is still live, with its tenant's name.
+SELECT k.tenant_id, k.id AS key_id, t.name AS tenant_name, t.display_name, t.accent_color,
+       t.logo_url
+  FROM api_keys k
+  JOIN tenants t ON t.id = k.tenant_id
+ WHERE k.tenant_id = %(tenant_id)s AND k.id = %(key_id)s AND k.revoked_at IS NULL;

@@ -1,37 +1,36 @@
--- Statements of the operator console (courier.console). Like api.sql, every one is
--- scoped by `tenant_id = %(tenant_id)s`: another tenant's row is never read or counted.
--- Time windows over delivery_attempts also bound the id (`id >= %(since_id)s`): ids
--- are UUIDv7, so that turns "the last 24 hours" into a range of the primary key.
--- A portal session may be limited to some destinations: `%(scope)s` is then their ids,
--- and every count, list and chart reads only those (NULL: all of the tenant's).
+-- Reads of deliveries and their attempts, for the API and the console. Every one is
+-- scoped by `tenant_id = %(tenant_id)s`: a row of another tenant is never read or
+-- counted, so it answers exactly as a missing one. Lists walk the primary key
+-- (tenant_id, id) backwards from an optional cursor and fetch one row more than the
+-- page, which tells whether another page follows. Time windows over delivery_attempts
+-- also bound the id (`id >= %(since_id)s`): ids are UUIDv7, so "the last 24 hours" is a
+-- range of the primary key. A console session may be limited to some destinations:
+-- `%(scope)s` is then their ids (NULL: all of the tenant's).
 -- Each block starts with `-- name: <name>`; courier.store.queries loads them.
 
--- name: console_session_key
--- The key a session names, if it is still live, with its tenant's name.
-SELECT k.tenant_id, k.id AS key_id, t.name AS tenant_name, t.display_name, t.accent_color,
-       t.logo_url
-  FROM api_keys k
-  JOIN tenants t ON t.id = k.tenant_id
- WHERE k.tenant_id = %(tenant_id)s AND k.id = %(key_id)s AND k.revoked_at IS NULL;
-
--- name: console_destinations
-SELECT id, name, url, kind, enabled, disabled_reason, disabled_at, max_attempts, created_at
-  FROM destinations
- WHERE tenant_id = %(tenant_id)s AND deleted_at IS NULL
-   AND (%(scope)s::uuid[] IS NULL OR id = ANY(%(scope)s::uuid[]))
- ORDER BY name, id
+-- name: api_list_deliveries
+SELECT *
+  FROM deliveries
+ WHERE tenant_id = %(tenant_id)s
+   AND (%(state)s::text IS NULL OR state = %(state)s::text)
+   AND (%(destination_id)s::uuid IS NULL OR destination_id = %(destination_id)s::uuid)
+   AND (%(event_id)s::uuid IS NULL OR event_id = %(event_id)s::uuid)
+   AND (%(after)s::uuid IS NULL OR id < %(after)s::uuid)
+ ORDER BY id DESC
  LIMIT %(limit)s;
 
--- name: console_destination
--- The names of the secret config fields and the options' secret paths only: their
--- (encrypted) values stay here.
-SELECT id, name, url, kind, config,
-       ARRAY(SELECT k FROM jsonb_object_keys(config_secrets) AS k ORDER BY k) AS secret_fields,
-       enabled, disabled_reason, disabled_at, max_attempts, created_at, deleted_at,
-       options, ARRAY(SELECT jsonb_object_keys(option_secrets)) AS secret_paths,
-       payload_format, capture_response_body, filter, event_types
-  FROM destinations
+-- name: api_get_delivery
+SELECT *
+  FROM deliveries
  WHERE tenant_id = %(tenant_id)s AND id = %(id)s;
+
+-- name: api_list_attempts
+SELECT *
+  FROM delivery_attempts
+ WHERE tenant_id = %(tenant_id)s AND delivery_id = %(delivery_id)s
+   AND attempt_number > %(after)s
+ ORDER BY attempt_number
+ LIMIT %(limit)s;
 
 -- name: console_state_counts
 -- Deliveries by destination and state.
@@ -81,13 +80,6 @@ SELECT id, state, created_at
  WHERE tenant_id = %(tenant_id)s AND replay_of = %(id)s
  ORDER BY id;
 
--- name: console_delivery_audit
-SELECT id, actor, action, reason, data, created_at
-  FROM audit_records
- WHERE tenant_id = %(tenant_id)s AND delivery_id = %(id)s
- ORDER BY id
- LIMIT 100;
-
 -- name: console_dead_letters
 -- Dead-lettered deliveries, newest first, by destination and time dead-lettered.
 SELECT d.id, d.destination_id, d.state, d.attempt_count, d.last_http_status, d.last_error,
@@ -106,12 +98,3 @@ SELECT d.id, d.destination_id, d.state, d.attempt_count, d.last_http_status, d.l
    AND (%(after)s::uuid IS NULL OR d.id < %(after)s::uuid)
  ORDER BY d.id DESC
  LIMIT %(limit)s;
-
--- name: console_feed_head
--- The newest visible lifecycle-event position: a console stream starts after it.
-SELECT txid::text AS txid, seq
-  FROM lifecycle_events
- WHERE tenant_id = %(tenant_id)s
-   AND txid < pg_snapshot_xmin(pg_current_snapshot())
- ORDER BY txid DESC, seq DESC
- LIMIT 1;
