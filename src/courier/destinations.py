@@ -18,6 +18,7 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
+from courier import destination_defaults as defaults
 from courier.crypto import SecretBox
 from courier.destination_options import split_options
 from courier.kinds import address, split_config
@@ -59,20 +60,20 @@ def create_destination(
     url: str,
     enabled: bool = True,
     event_types: Sequence[str] = (),
-    max_attempts: int = 8,
-    max_age_seconds: int = 259_200,
-    timeout_ms: int = 10_000,
-    backoff_initial_ms: int = 5_000,
-    backoff_max_ms: int = 36_000_000,
-    max_in_flight: int = 16,
-    ordering: str = "unordered",
+    max_attempts: int = defaults.MAX_ATTEMPTS,
+    max_age_seconds: int = defaults.MAX_AGE_SECONDS,
+    timeout_ms: int = defaults.TIMEOUT_MS,
+    backoff_initial_ms: int = defaults.BACKOFF_INITIAL_MS,
+    backoff_max_ms: int = defaults.BACKOFF_MAX_MS,
+    max_in_flight: int = defaults.MAX_IN_FLIGHT,
+    ordering: str = defaults.ORDERING,
     rate_limit_per_second: float | None = None,
     secret: str | None = None,
     kind: str = "webhook",
     config: Mapping[str, Any] | None = None,
     filter: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
-    payload_format: str = "raw",
+    payload_format: str = defaults.PAYLOAD_FORMAT,
     capture_response_body: bool = False,
 ) -> tuple[dict[str, Any], str]:
     """Returns the stored row and the plaintext signing secret (shown to the caller once).

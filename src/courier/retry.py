@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
+from courier import destination_defaults as defaults
 from courier.states import DecisionState, ResultOutcome
 
 __all__ = [
@@ -84,16 +85,12 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How long and how often to retry one delivery.
+    """How long and how often to retry one delivery (defaults: courier.destination_defaults)."""
 
-    The defaults allow 8 attempts within 3 days (259_200 s), waiting 5 s after the first
-    failure, doubling each time, never more than 10 hours (36_000_000 ms) between tries.
-    """
-
-    max_attempts: int = 8  # attempts in total, the first one included
-    max_age_seconds: int = 259_200  # no attempt later than this after the event was created
-    backoff_initial_ms: int = 5_000  # the wait after the first failed attempt
-    backoff_max_ms: int = 36_000_000  # the longest wait between attempts
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    max_age_seconds: int = defaults.MAX_AGE_SECONDS
+    backoff_initial_ms: int = defaults.BACKOFF_INITIAL_MS
+    backoff_max_ms: int = defaults.BACKOFF_MAX_MS
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

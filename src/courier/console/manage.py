@@ -29,6 +29,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
+from courier import destination_defaults as defaults
 from courier import ping
 from courier.console import option_form
 from courier.console.auth import csrf_ok, writer
@@ -164,10 +165,10 @@ NEW_VALUES: dict[str, Any] = {
     "name": "",
     "url": "",
     "event_types": [],
-    "max_attempts": 8,
-    "timeout_ms": 10_000,
-    "backoff_initial_ms": 5_000,
-    "backoff_max_ms": 36_000_000,
+    "max_attempts": defaults.MAX_ATTEMPTS,
+    "timeout_ms": defaults.TIMEOUT_MS,
+    "backoff_initial_ms": defaults.BACKOFF_INITIAL_MS,
+    "backoff_max_ms": defaults.BACKOFF_MAX_MS,
 }
 
 

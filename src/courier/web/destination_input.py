@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from courier import destination_defaults as defaults
 from courier import destination_options as opts
 from courier.kinds import Kind
 
@@ -310,22 +311,22 @@ class DestinationCreate(Strict):
     config: KindConfig | None = None
     enabled: bool = True
     event_types: EventTypes = Field(default_factory=list, description="empty: every event type")
-    max_attempts: MaxAttempts = 8
-    max_age_seconds: MaxAgeSeconds = 259_200
-    timeout_ms: TimeoutMs = 10_000
-    backoff_initial_ms: BackoffInitialMs = 5_000
+    max_attempts: MaxAttempts = defaults.MAX_ATTEMPTS
+    max_age_seconds: MaxAgeSeconds = defaults.MAX_AGE_SECONDS
+    timeout_ms: TimeoutMs = defaults.TIMEOUT_MS
+    backoff_initial_ms: BackoffInitialMs = defaults.BACKOFF_INITIAL_MS
     backoff_max_ms: BackoffMaxMs = Field(
-        default=36_000_000, description="at least `backoff_initial_ms`"
+        default=defaults.BACKOFF_MAX_MS, description="at least `backoff_initial_ms`"
     )
-    max_in_flight: MaxInFlight = 16
-    ordering: Ordering = "unordered"
+    max_in_flight: MaxInFlight = defaults.MAX_IN_FLIGHT
+    ordering: Ordering = defaults.ORDERING
     rate_limit_per_second: RateLimit | None = None
     filter: PayloadFilter | None = None
     headers: Headers | None = None
     auth: AuthField | None = None
     tls_client_certificate: TlsClientCertificate | None = None
     tls_ca_certificate: TlsCaCertificate | None = None
-    payload_format: PayloadFormat = "raw"
+    payload_format: PayloadFormat = defaults.PAYLOAD_FORMAT
     capture_response_body: CaptureResponseBody = False
 
 
