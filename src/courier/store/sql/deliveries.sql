@@ -140,18 +140,11 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
      WHERE w.visited < %(max_destinations)s AND w.due_found < %(limit)s
 ), due_destinations AS (
     SELECT tenant_id, destination_id FROM walk WHERE min_due <= now()
-), share AS (
+), share AS MATERIALIZED (
+    -- Materialized: one row, counted once. Inlined, the planner may put it on the inner
+    -- side of allowance's join and count the due destinations again for each of them.
     SELECT greatest(1, ceil(%(limit)s::numeric / greatest(1, count(*))))::integer AS each
       FROM due_destinations
-), in_flight AS (
-    -- Only the destinations this claim may take from, each by its own index range.
-    SELECT u.tenant_id, u.destination_id, f.n
-      FROM due_destinations u
-     CROSS JOIN LATERAL (
-            SELECT count(*) AS n
-              FROM deliveries d
-             WHERE d.tenant_id = u.tenant_id AND d.destination_id = u.destination_id
-               AND d.state = 'delivering') AS f
 ), expired AS (
     SELECT tenant_id, id, destination_id
       FROM deliveries
@@ -175,17 +168,24 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
      WHERE dst.rate_limit_per_second IS NOT NULL
        FOR UPDATE OF dst SKIP LOCKED
 ), allowance AS (
+    -- What each due destination has in flight is counted once, by its own index range,
+    -- in a LATERAL beside it: as a join against a separate CTE of the counts, the planner
+    -- (which expects a handful of due destinations) could run every count again for each
+    -- destination, a claim over many destinations costing the square of their number.
     SELECT u.tenant_id, u.destination_id, dst.ordering,
            greatest(0, least(
                share.each,
-               dst.max_in_flight - coalesce(f.n, 0),
+               dst.max_in_flight - f.n,
                CASE WHEN dst.rate_limit_per_second IS NULL THEN share.each
                     ELSE floor(coalesce(b.tokens, 0))::integer END)) AS n,
-           coalesce(f.n, 0) AS in_flight
+           f.n AS in_flight
       FROM due_destinations u
       JOIN destinations dst ON dst.tenant_id = u.tenant_id AND dst.id = u.destination_id
-      LEFT JOIN in_flight f
-        ON f.tenant_id = u.tenant_id AND f.destination_id = u.destination_id
+     CROSS JOIN LATERAL (
+            SELECT count(*) AS n
+              FROM deliveries d
+             WHERE d.tenant_id = u.tenant_id AND d.destination_id = u.destination_id
+               AND d.state = 'delivering') AS f
       LEFT JOIN buckets b ON b.tenant_id = u.tenant_id AND b.id = u.destination_id
      CROSS JOIN share
 ), due AS (
