@@ -145,6 +145,19 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
     -- side of allowance's join and count the due destinations again for each of them.
     SELECT greatest(1, ceil(%(limit)s::numeric / greatest(1, count(*))))::integer AS each
       FROM due_destinations
+), in_flight AS MATERIALIZED (
+    -- Only the destinations this claim may take from, each by its own index range, each
+    -- counted once. Materialized: inlined, the planner (which expects a handful of due
+    -- destinations) could put it on the inner side of allowance's join and run every
+    -- count again for each destination, a claim over many destinations costing the
+    -- square of their number.
+    SELECT u.tenant_id, u.destination_id, f.n
+      FROM due_destinations u
+     CROSS JOIN LATERAL (
+            SELECT count(*) AS n
+              FROM deliveries d
+             WHERE d.tenant_id = u.tenant_id AND d.destination_id = u.destination_id
+               AND d.state = 'delivering') AS f
 ), expired AS (
     SELECT tenant_id, id, destination_id
       FROM deliveries
@@ -168,24 +181,17 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
      WHERE dst.rate_limit_per_second IS NOT NULL
        FOR UPDATE OF dst SKIP LOCKED
 ), allowance AS (
-    -- What each due destination has in flight is counted once, by its own index range,
-    -- in a LATERAL beside it: as a join against a separate CTE of the counts, the planner
-    -- (which expects a handful of due destinations) could run every count again for each
-    -- destination, a claim over many destinations costing the square of their number.
     SELECT u.tenant_id, u.destination_id, dst.ordering,
            greatest(0, least(
                share.each,
-               dst.max_in_flight - f.n,
+               dst.max_in_flight - coalesce(f.n, 0),
                CASE WHEN dst.rate_limit_per_second IS NULL THEN share.each
                     ELSE floor(coalesce(b.tokens, 0))::integer END)) AS n,
-           f.n AS in_flight
+           coalesce(f.n, 0) AS in_flight
       FROM due_destinations u
       JOIN destinations dst ON dst.tenant_id = u.tenant_id AND dst.id = u.destination_id
-     CROSS JOIN LATERAL (
-            SELECT count(*) AS n
-              FROM deliveries d
-             WHERE d.tenant_id = u.tenant_id AND d.destination_id = u.destination_id
-               AND d.state = 'delivering') AS f
+      LEFT JOIN in_flight f
+        ON f.tenant_id = u.tenant_id AND f.destination_id = u.destination_id
       LEFT JOIN buckets b ON b.tenant_id = u.tenant_id AND b.id = u.destination_id
      CROSS JOIN share
 ), due AS (
