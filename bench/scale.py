@@ -246,6 +246,7 @@ class Bench:
     setup: measure.Setup
     courier: Courier
     receiver: measure.Receiver
+    custom_plans: bool = False  # workers plan every statement per call
 
     async def clone(self, fixture: Fixture) -> tuple[str, str]:
         return await asyncio.to_thread(
@@ -253,16 +254,14 @@ class Bench:
         )
 
     async def workers(self, url: str) -> measure.Workers:
-        # Custom plans for the worker's statements. With the generic plan PostgreSQL may
-        # settle on after five runs of the prepared claim, the claim's `picked` join
-        # reached a busy destination's rows by (tenant, destination) alone: 2.2 s per
-        # claim instead of 12 ms once 20,000 rows had gone through one destination, so
-        # the one-destination reference fell to 400-500/s in some runs and not in others.
-        # Reported in docs/benchmarks.md; here it would hide what grows with destinations.
-        custom = make_conninfo(url, options="-c plan_cache_mode=force_custom_plan")
-        return await measure.Workers.start(
-            self.setup, self.courier, custom, self.receiver.url, SPEC
-        )
+        if self.custom_plans:
+            # The generic plan PostgreSQL may settle on after five runs of the prepared
+            # claim reaches a busy destination's rows by (tenant, destination) alone
+            # (docs/benchmarks.md, "Scale"): the one-destination reference then falls
+            # to 400-500/s in some runs. Planning each claim costs more PostgreSQL CPU
+            # where claims are small (capped destinations), so it is not the default.
+            url = make_conninfo(url, options="-c plan_cache_mode=force_custom_plan")
+        return await measure.Workers.start(self.setup, self.courier, url, self.receiver.url, SPEC)
 
     async def throughput(self, fixture: Fixture, deliveries: int, tag: str) -> Run:
         batches = fixture.batches(deliveries, tag)
@@ -384,6 +383,7 @@ class Plan:
     backlog: int = 100_000
     quiet_rate: float = 50.0
     quiet_seconds: float = 10.0
+    custom_plans: bool = False
 
     def layouts(self) -> list[Layout]:
         spread = self.tenants * self.destinations
@@ -419,6 +419,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Plan:
     parser.add_argument("--backlog", type=int, help="the noisy tenant's backlog (100,000; 0 skips)")
     parser.add_argument("--quiet-rate", type=float, help="quiet events/s (50)")
     parser.add_argument("--quiet-seconds", type=float, help="length of the quiet load (10)")
+    parser.add_argument(
+        "--custom-plans",
+        action="store_true",
+        help="workers plan each statement per call (plan_cache_mode=force_custom_plan)",
+    )
     args = parser.parse_args(argv)
     plan = Plan()
     if args.quick:
@@ -443,6 +448,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Plan:
         value = getattr(args, name)
         if value is not None:
             setattr(plan, name, value)
+    plan.custom_plans = args.custom_plans
     if not 100 <= plan.deliveries <= 200_000 or not 1 <= plan.runs <= 10:
         parser.error("--deliveries must be 100..200000 and --runs 1..10")
     if not 2 <= plan.tenants <= 10_000 or not 1 <= plan.destinations <= 100:
@@ -534,7 +540,7 @@ async def run(plan: Plan, server_url: str, log_dir: Path) -> None:
     setup = measure.Setup(server_url, log_dir)
     async with aiohttp.ClientSession() as session:
         receiver = await measure.start_receiver("receiver", 0, log_dir, session)
-        bench = Bench(setup, courier, receiver)
+        bench = Bench(setup, courier, receiver, plan.custom_plans)
         base = receiver.url  # http://127.0.0.1:PORT/hook
         fixtures: list[Fixture] = []
         runs: dict[str, list[Run]] = {}
