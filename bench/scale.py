@@ -411,7 +411,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Plan:
     parser = argparse.ArgumentParser(
         prog="python -m bench.scale", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--quick", action="store_true", help="small counts (~1 minute)")
+    parser.add_argument("--quick", action="store_true", help="small counts, a smoke run (~30 s)")
     parser.add_argument("--deliveries", type=int, help="per throughput run (20,000)")
     parser.add_argument("--runs", type=int, help="rounds; medians are reported (3)")
     parser.add_argument("--tenants", type=int, help="of the spread and noisy layouts (1,000)")
