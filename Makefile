@@ -87,13 +87,19 @@ bench-ingest: $(BENCH_STAMP) ## events/s: enqueue_events and POST /v1/events/bat
 bench-ingest-http: $(BENCH_STAMP) ## POST /v1/events, one event a request: req/s and CPU ms a request by process; BEFORE=<checkout> runs it beside this one (~2 min)
 	PYTHONPATH=src:. $(BIN)/python -m bench.ingest_http $(if $(BEFORE),--tree $(BEFORE) --tree .@1 --tree .,)
 
+bench-scale: $(BENCH_STAMP) ## deliveries/s fanned out to 10/100 and over 10,000 destinations of 1,000 tenants vs one destination; a noisy tenant's quiet p99 (~3 min)
+	PYTHONPATH=src:. $(BIN)/python -m bench.scale
+
+bench-scale-quick: $(BENCH_STAMP) ## bench-scale with small counts, a smoke run (~30 s)
+	PYTHONPATH=src:. $(BIN)/python -m bench.scale --quick
+
 bench-retention: $(BENCH_STAMP) ## a day of history dropped vs deleted, 10M lifecycle events, and the partition conversion's lock (~15 min)
 	PYTHONPATH=src:. $(BIN)/python -m bench.retention
 
 bench-tickets: $(BENCH_STAMP) ## tickets/s and enqueue->ticket p50 through one worker against a local Redmine (Debian's redmine, redmine-sqlite; ~2 min)
 	PYTHONPATH=src:. $(BIN)/python -m bench.tickets
 
-.PHONY: help install install-run up test-wheel test test-unit test-integration test-pgbouncer test-delivery-retry lint lint-chart fmt bench bench-quick bench-http-clients bench-ingest bench-ingest-http bench-wal bench-retention bench-tickets
+.PHONY: help install install-run up test-wheel test test-unit test-integration test-pgbouncer test-delivery-retry lint lint-chart fmt bench bench-quick bench-http-clients bench-ingest bench-ingest-http bench-wal bench-scale bench-scale-quick bench-retention bench-tickets
 
 openapi: $(STAMP) ## regenerate docs/openapi.json from the app (a test fails when they drift)
 	$(BIN)/python -m courier.asgi docs/openapi.json

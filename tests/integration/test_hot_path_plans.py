@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
+from psycopg import ClientCursor, sql
 from psycopg.conninfo import make_conninfo
 
 from courier.store import deliveries as store
@@ -191,3 +191,44 @@ def test_the_claim_reaches_every_picked_row_by_its_full_key(
     for scan, cond in itertools.pairwise(plan.splitlines()):
         if re.search(r" on (deliveries|events|delivery_attempts|lifecycle_events) ", scan):
             assert not re.search(r"Index Cond: \(tenant_id = [^()]*\)$", cond), scan + cond
+
+
+SPREAD = 40  # destinations with one due delivery each
+
+
+def test_a_claim_over_many_destinations_counts_each_ones_in_flight_rows_once(
+    direct_db_url: str,
+    conn: psycopg.Connection[Any],
+    tenant: uuid.UUID,
+    make_destination: DestinationFactory,
+) -> None:
+    # A claim's cost must grow with the destinations it visits, not with their square.
+    # Joined to a separate CTE of in-flight counts, the planner (expecting a handful of
+    # due destinations) ran every count again for each destination: a claim over 128
+    # destinations probed the in-flight index 16,384 times.
+    for _ in range(SPREAD):
+        destination, _ = make_destination("http://127.0.0.1:9/hook")
+        conn.execute(FILL, {"tenant_id": tenant, "destination_id": destination["id"], "rows": 1})
+    conn.execute("ANALYZE deliveries")
+    params = {
+        "worker_id": "w",
+        "limit": 64,
+        "lease_seconds": 30.0,
+        "after_tenant": store.ZERO_UUID,
+        "after_destination": store.ZERO_UUID,
+        "max_destinations": store.MAX_DESTINATIONS_PER_CLAIM,
+        "all_tenants": False,
+        "tenant_ids": [tenant],
+    }
+    options = hot_path_options(direct_db_url)
+    with (
+        psycopg.connect(direct_db_url, options=options, cursor_factory=ClientCursor) as worker,
+        worker.transaction(force_rollback=True),
+    ):
+        explain = "EXPLAIN (ANALYZE, COSTS OFF) " + query("claim_deliveries")
+        plan = [r[0] for r in worker.execute(explain, params).fetchall()]
+    probes = [line for line in plan if "using deliveries_in_flight" in line]
+    assert probes
+    for line in probes:
+        found = re.search(r"loops=(\d+)", line)
+        assert found is not None and int(found.group(1)) <= SPREAD, line

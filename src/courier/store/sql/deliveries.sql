@@ -140,11 +140,17 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
      WHERE w.visited < %(max_destinations)s AND w.due_found < %(limit)s
 ), due_destinations AS (
     SELECT tenant_id, destination_id FROM walk WHERE min_due <= now()
-), share AS (
+), share AS MATERIALIZED (
+    -- Materialized: one row, counted once. Inlined, the planner may put it on the inner
+    -- side of allowance's join and count the due destinations again for each of them.
     SELECT greatest(1, ceil(%(limit)s::numeric / greatest(1, count(*))))::integer AS each
       FROM due_destinations
-), in_flight AS (
-    -- Only the destinations this claim may take from, each by its own index range.
+), in_flight AS MATERIALIZED (
+    -- Only the destinations this claim may take from, each by its own index range, each
+    -- counted once. Materialized: inlined, the planner (which expects a handful of due
+    -- destinations) could put it on the inner side of allowance's join and run every
+    -- count again for each destination, a claim over many destinations costing the
+    -- square of their number.
     SELECT u.tenant_id, u.destination_id, f.n
       FROM due_destinations u
      CROSS JOIN LATERAL (
