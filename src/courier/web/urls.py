@@ -34,17 +34,22 @@ def url_problem(url: str, settings: Settings) -> str | None:
         return "must name a host"
     if port == 0:
         return "port must be between 1 and 65535"
-    allow_private = settings.allow_private_destinations
-    if parts.scheme != "https" and not allow_private:
+    if parts.scheme != "https" and not settings.allow_private_destinations:
         return "must use https"
-    if allow_private:
+    return _host_problem(host, settings)
+
+
+def _host_problem(host: str, settings: Settings) -> str | None:
+    """Why a URL's host is refused (localhost, a literal non-public IP outside
+    COURIER_ALLOWED_NETWORKS), or None; anything goes where private ones are allowed."""
+    if settings.allow_private_destinations:
         return None
     if host == "localhost" or host.endswith(".localhost"):
         return "must not point at localhost"
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        return None  # a name: resolved and checked when delivering
+        return None  # a name: resolved and checked when delivering or connecting
     try:
         allowed = parse_networks(settings.allowed_network_list())
     except ValueError:
@@ -76,19 +81,4 @@ def broker_url_problem(url: str, schemes: frozenset[str], settings: Settings) ->
         return "must name a host"
     if port == 0:
         return "port must be between 1 and 65535"
-    if settings.allow_private_destinations:
-        return None
-    if host == "localhost" or host.endswith(".localhost"):
-        return "must not point at localhost"
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    try:
-        allowed = parse_networks(settings.allowed_network_list())
-    except ValueError:
-        allowed = ()
-    reason = is_forbidden_address(ip, allowed)
-    if reason is not None:
-        return f"must not point at a {reason} address"
-    return None
+    return _host_problem(host, settings)
