@@ -8,6 +8,11 @@ with `hold(method, path)`; the relay sets `arrived` (the request is
 here, not yet forwarded) or `answered` (the server answered; the client waits) and keeps
 the exchange until `release()`: then it drops the connection without an answer, which is
 what a client killed meanwhile would have seen anyway.
+
+The step `late_forward` is a request that outlives its client: the relay keeps it
+until the next request of the same method and path has been answered by the server,
+then forwards it (the server acts on it after the later one) and only then passes the
+later answer on. `forwarded` is set and `late_status` holds the server's answer to it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
-Step = Literal["before_forward", "after_answer"]
+Step = Literal["before_forward", "after_answer", "late_forward"]
 _HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
@@ -32,6 +37,8 @@ class Hold:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     released: asyncio.Event = field(default_factory=asyncio.Event)
+    forwarded: asyncio.Event = field(default_factory=asyncio.Event)
+    late_status: int | None = None
 
     def matches(self, request: web.Request) -> bool:
         return request.method == self.method and request.path == self.path
@@ -47,6 +54,8 @@ class Relay:
         self.holds: list[Hold] = []
         self.injected: list[tuple[str, str, web.Response]] = []
         self.seen: list[tuple[str, str]] = []  # (method, path) of every request relayed
+        self._late: list[Hold] = []  # late_forward holds waiting for the next such request
+        self._stopping = False
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -80,6 +89,30 @@ class Relay:
             held.arrived.set()
             await held.released.wait()
             return _drop(request)
+        if held is not None and held.step == "late_forward":
+            held.arrived.set()
+            self._late.append(held)
+            await held.released.wait()
+            if self._stopping:
+                return _drop(request)
+            held.late_status, _, _ = await self._forward(request, body)
+            held.forwarded.set()
+            return _drop(request)
+        status, payload, kept = await self._forward(request, body)
+        late = next((h for h in self._late if h.matches(request)), None)
+        if late is not None:
+            self._late.remove(late)
+            late.release()
+            await late.forwarded.wait()
+        if held is not None:
+            held.answered.set()
+            await held.released.wait()
+            return _drop(request)
+        return web.Response(status=status, body=payload, headers=kept)
+
+    async def _forward(
+        self, request: web.Request, body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         async with self._session.request(
@@ -87,12 +120,7 @@ class Relay:
         ) as answer:
             payload = await answer.read()
             kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_HEADERS}
-            status = answer.status
-        if held is not None:
-            held.answered.set()
-            await held.released.wait()
-            return _drop(request)
-        return web.Response(status=status, body=payload, headers=kept)
+            return answer.status, payload, kept
 
     async def start(self) -> Relay:
         self._session = aiohttp.ClientSession()
@@ -107,7 +135,8 @@ class Relay:
         return self
 
     async def stop(self) -> None:
-        for held in self.holds:
+        self._stopping = True
+        for held in [*self.holds, *self._late]:
             held.release()
         if self._runner is not None:
             await self._runner.cleanup()

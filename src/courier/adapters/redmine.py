@@ -18,8 +18,9 @@ Notes are not repeated either: the description and every note end with a marker 
 `courier event: <event id>`. A found issue whose description carries this event's marker
 is this event's own (an earlier attempt created it), so no note repeats it; and a retry
 (an attempt after the first) reads the issue's journals first and skips a note that is
-already there (the answer to an earlier attempt's update was lost). A replay is a new
-delivery: it adds its note again, on the same issue.
+already there (the answer to an earlier attempt's update was lost), and after writing its
+note empties any later copy (an earlier attempt's update that timed out but still reached
+Redmine). A replay is a new delivery: it adds its note again, on the same issue.
 
 Retry classes: 401, 403, 404 and 422 (and other 4xx) are permanent, with Redmine's error
 messages in the summary; 408, 429 and 5xx, timeouts and connection failures are retried,
@@ -376,7 +377,11 @@ class RedmineAdapter:
     ) -> str:
         """Add this event's note (unless it opened the issue) and close on a resolving type."""
         issue: dict[str, Any] = {}
-        if not own and not await self._noted(request, ticket_id):
+        retrying = not own and request.attempt_number > 1
+        if retrying:
+            if not await self._keep_first_note(request, ticket_id):
+                issue["notes"] = rendered.note
+        elif not own:
             issue["notes"] = rendered.note
         if rendered.closes:
             issue["status_id"] = request.config["closed_status_id"]
@@ -384,22 +389,49 @@ class RedmineAdapter:
             path = f"/issues/{int(ticket_id)}.json"
             what = f"the update of #{ticket_id}"
             await self._call(request, "PUT", path, (), {"issue": issue}, what)
+        if retrying and "notes" in issue:
+            await self._keep_first_note(request, ticket_id)
         if rendered.closes:
             return "closed"
         return "created" if own else "noted"
 
-    async def _noted(self, request: DeliveryRequest, ticket_id: str) -> bool:
-        """Whether an earlier attempt of this delivery already added its note."""
-        if request.attempt_number <= 1:
-            return False
+    async def _keep_first_note(self, request: DeliveryRequest, ticket_id: str) -> bool:
+        """Whether the issue has this event's note; any copy after the first is emptied.
+
+        A retry reads the journals before it writes (an earlier attempt's note may be in,
+        its answer lost) and again after. The second look is for an earlier attempt whose
+        update timed out but still reached Redmine after the first look (Redmine keeps
+        working on a request whose client has gone): its REST API has no conditional
+        update to prevent that, so every copy but the first is emptied, and Redmine
+        deletes a journal left with neither notes nor changes. The emptying is best
+        effort: the note is in either way, so a refusal (the API user may not edit
+        notes) leaves the copy and the attempt still succeeds.
+        """
+        before = _LAST_STATUS.get()
+        found = await self._own_notes(request, ticket_id)
+        status = before if before is not None else _LAST_STATUS.get()
+        with contextlib.suppress(RedmineFailure):
+            for journal in found[1:]:
+                path = f"/journals/{journal}.json"
+                body = {"journal": {"notes": ""}}
+                await self._call(request, "PUT", path, (), body, "the removal of a repeat")
+        _LAST_STATUS.set(status)  # the attempt reports Redmine's answer to the update
+        return bool(found)
+
+    async def _own_notes(self, request: DeliveryRequest, ticket_id: str) -> list[int]:
+        """The ids of the issue's journals that carry this event's note, oldest first."""
         path = f"/issues/{int(ticket_id)}.json"
         query = (("include", "journals"),)
         answer = await self._call(request, "GET", path, query, None, f"the read of #{ticket_id}")
         issue = _json(answer, f"the read of #{ticket_id}").get("issue")
         journals = issue.get("journals") if isinstance(issue, dict) else None
         marker = MARKER.format(event_id=request.event_id)
-        return any(
-            isinstance(j, dict) and marker in str(j.get("notes") or "") for j in journals or ()
+        return sorted(
+            int(j["id"])
+            for j in journals or ()
+            if isinstance(j, dict)
+            and isinstance(j.get("id"), int)
+            and marker in str(j.get("notes") or "")
         )
 
     async def _call(

@@ -262,3 +262,28 @@ async def test_a_lost_answer_to_a_note_does_not_repeat_the_note(
         "SELECT action FROM delivery_tickets WHERE delivery_id = %s", (delivery_id,)
     ).fetchone()
     assert row == ("noted",)
+
+
+async def test_a_timed_out_note_that_lands_after_the_retry_is_not_kept_twice(
+    engine: Engine, redmine: RedmineServer, project: str, relay: Relay
+) -> None:
+    config = redmine_config(redmine, project, base_url=relay.url)
+    ticket_destination(engine, config, timeout_ms=3000, backoff_initial_ms=100, max_attempts=10)
+    enqueue_event(engine.conn, engine.tenant, "incident.opened", OPENED)
+    await _finish(engine)
+    issue = _one_issue(redmine, project)
+    # The first attempt's note is held past its timeout and reaches Redmine only after
+    # the retry has looked for it and added its own: Redmine takes both.
+    held = relay.hold("PUT", f"/issues/{issue['id']}.json", "late_forward")
+    update = {"incident_id": "INC-9", "title": "still failing"}
+    updated = enqueue_event(engine.conn, engine.tenant, "incident.updated", update)
+    await _finish(engine, 2)
+    assert held.forwarded.is_set() and held.late_status == 204  # the late note went in
+    delivery_id = updated.deliveries[0].id
+    tried = attempts(engine.conn, delivery_id)
+    assert [a["outcome"] for a in tried] == ["retryable_failure", "succeeded"]
+    assert tried[0]["error_summary"] == "timeout after 3s"
+    assert tried[1]["http_status"] == 204  # Redmine's answer to the note, not to the removal
+    notes = _notes(redmine, issue["id"])
+    assert len(notes) == 1 and f"courier event: {updated.event_id}" in notes[0]
+    assert relay.seen.count(("PUT", f"/issues/{issue['id']}.json")) == 2
