@@ -226,8 +226,12 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
     UNION ALL
     SELECT tenant_id, id, destination_id, 1, next_attempt_at FROM due_fifo
 ), picked AS (
-    -- Rows are looked up by every column of a key they have (destination_id too), so
-    -- no plan can reach them through a scan of the tenant alone (see 014).
+    -- Each row is looked up by its whole key (destination_id too, so no plan can reach
+    -- it through a scan of the tenant alone, see 014), inside a subquery that OFFSET 0
+    -- keeps from being flattened: its conditions are then the candidate's own values.
+    -- As a plain join, a young table's statistics let the planner take tenant and
+    -- destination from the destinations row instead and check the id as a join filter,
+    -- stepping over every finished row of the destination for each claimed one.
     SELECT d.tenant_id, d.id, d.destination_id,
            d.state AS old_state, d.attempt_count AS old_attempt_count,
            CASE WHEN dst.deleted_at IS NOT NULL THEN 'destination_missing'
@@ -235,8 +239,12 @@ WITH RECURSIVE walk (tenant_id, destination_id, min_due, visited, due_found) AS 
       FROM (SELECT tenant_id, id, destination_id FROM candidates
              ORDER BY rank, due_at LIMIT %(limit)s) AS c
       JOIN destinations dst ON dst.tenant_id = c.tenant_id AND dst.id = c.destination_id
-      JOIN deliveries d
-        ON d.tenant_id = c.tenant_id AND d.destination_id = c.destination_id AND d.id = c.id
+     CROSS JOIN LATERAL (
+            SELECT d.tenant_id, d.id, d.destination_id, d.state, d.attempt_count
+              FROM deliveries d
+             WHERE d.tenant_id = c.tenant_id AND d.destination_id = c.destination_id
+               AND d.id = c.id
+            OFFSET 0) AS d
 ), abandoned AS (
     UPDATE delivery_attempts a
        SET outcome = 'abandoned', retryable = true, finished_at = now(),
