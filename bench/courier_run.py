@@ -24,9 +24,11 @@ from bench.contestant import WorkerCommand, WorkerSpec
 from bench.payloads import EVENT_TYPE, payload
 from courier.crypto import SecretBox, generate_key
 from courier.destinations import create_destination
-from courier.enqueue import enqueue_event_async
+from courier.enqueue import NewEvent, enqueue_event_async, enqueue_events_async
 from courier.store.migrate import migrate
 from courier.tenancy import create_tenant
+
+BULK_BATCH = 1_000  # events per enqueue_events call in the bulk enqueue (as /v1/events/batch allows)
 
 TENANT_NAME = "bench"
 SHUTDOWN_GRACE = "2"  # seconds a stopping worker waits for in-flight deliveries
@@ -122,10 +124,12 @@ class Courier:
 
     async def enqueue_bulk(self, url: str, events: int) -> tuple[float, float]:
         tenant_id = self.tenants[url]
+        items = [NewEvent(EVENT_TYPE, payload(f"bulk-{n}", n)) for n in range(events)]
         async with await psycopg.AsyncConnection.connect(url) as conn:
             started = time.perf_counter()
-            for n in range(events):
-                await enqueue_event_async(conn, tenant_id, EVENT_TYPE, payload(f"bulk-{n}", n))
+            # courier's batch API, as the peers use theirs: one statement per BULK_BATCH
+            for at in range(0, events, BULK_BATCH):
+                await enqueue_events_async(conn, tenant_id, items[at : at + BULK_BATCH])
             committed_at = time.time()
             await conn.commit()
             rate = events / (time.perf_counter() - started)

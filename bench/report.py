@@ -281,8 +281,9 @@ def markdown(results: Results, plot_name: str) -> str:
         "(marked capped). *courier ×* is courier's median over that row's. Latency: "
         f"{plan.latency_rate:.0f} jobs/s for {plan.latency_s:.0f} s, one per transaction, "
         "from the start of the enqueue call to the receiver's arrival time. "
-        "*bulk* enqueue: courier calls `enqueue_event` once per event inside one "
-        "transaction; the peers use their batch APIs (one statement). *1 per txn*: each "
+        "*bulk* enqueue: each uses its batch API inside one transaction: courier "
+        "`enqueue_events` with 1,000 events a call, PgQueuer and Procrastinate one "
+        "statement for all. *1 per txn*: each "
         "job its own committed transaction, one connection.",
         "",
         "## Where the CPU goes",
