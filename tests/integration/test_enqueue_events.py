@@ -147,3 +147,35 @@ def test_a_transaction_sends_one_notify_per_tenant(
                 caller, uuid.UUID(str(create_tenant(conn, "idle")[0])), [NewEvent("t", 1)]
             )
         assert _notifies(listener) == []
+
+
+STORED_KEYED = 3_000  # events with idempotency keys already stored
+
+
+def test_a_single_event_keeps_its_cached_plan_beside_stored_keys(
+    db_url: str,
+    conn: psycopg.Connection[Any],
+    tenant: uuid.UUID,
+    make_destination: DestinationFactory,
+) -> None:
+    # Planned for arrays of unknown length, the statement assumed ten items and so ten
+    # idempotency-key probes; with keyed events stored, that cached plan looked dearer
+    # than planning each call, and every single-event enqueue was planned afresh.
+    make_destination("https://example.com/hook")
+    for start in range(0, STORED_KEYED, 1_000):
+        items = [
+            NewEvent("order.created", {"n": n}, f"key-{n}") for n in range(start, start + 1_000)
+        ]
+        enqueue_events(conn, tenant, items)
+    conn.execute("ANALYZE")
+    with psycopg.connect(direct(db_url), autocommit=True) as caller:  # its own prepared plans
+        for n in range(20):
+            key = f"new-{n}" if n % 2 else None
+            enqueue_event(caller, tenant, "order.created", {"n": n}, idempotency_key=key)
+        plans = caller.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE 'WITH input AS%%'"
+        ).fetchall()
+    assert len(plans) == 1, plans
+    generic, custom = plans[0]
+    assert generic >= 5 and custom <= 5, plans

@@ -15,6 +15,8 @@
 -- whose key a concurrent transaction committed after this statement's snapshot comes
 -- back with `resolved` false; the caller looks it up with events_by_idempotency_keys.
 -- Returns one row per item and delivery (an item without deliveries has one row).
+-- A batch of one runs this text with each item array written ARRAY[$x], so that its
+-- cached plan knows the batch's size (courier.store.deliveries._one_event_statement).
 WITH input AS MATERIALIZED (
     SELECT i.ord, i.type, i.payload, i.idempotency_key, courier_uuid7() AS new_id,
            CASE WHEN i.idempotency_key IS NULL THEN i.ord
