@@ -17,9 +17,11 @@ PostgreSQL CPU is the whole server's (postmaster, backends, background processes
 backends through the postmaster's children times) over the case, per event: it needs
 the embedded server or a server on this machine. For the Python cases it prints how
 many executions of the enqueue statement on the bench's connection ran a cached
-generic plan and how many were planned for their own parameters. `--explain` prints,
-for both databases, EXPLAIN (ANALYZE, BUFFERS) of the enqueue statement (1 and 1,000
-events) and its generic plan with costs.
+generic plan and how many were planned for their own parameters. `--generic-plans`
+measures with plan_cache_mode=force_generic_plan on every connection of the bench and
+of the serves (after the fill). `--explain` prints, for both databases, EXPLAIN
+(ANALYZE, BUFFERS) of the enqueue statement (1 and 1,000 events) and its generic plan
+with costs.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any
 import aiohttp
 import psutil
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from bench import pg, procs, stored
 from bench.ingest import (
@@ -234,6 +237,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=3_000, help="events per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="measurements of each case")
     parser.add_argument("--explain", action="store_true", help="print the enqueue's plans")
+    parser.add_argument(
+        "--generic-plans",
+        action="store_true",
+        help="measure with plan_cache_mode=force_generic_plan (bench and serve connections)",
+    )
     args = parser.parse_args()
     if not 1_000 <= args.stored <= 5_000_000 or args.stored % stored.BATCH:
         parser.error("--stored must be a multiple of 1000 in 1000..5000000")
@@ -250,6 +258,10 @@ def main() -> None:
             fill_s = stored.fill(targets[1].url, targets[1].tenant, args.stored)
             print(f"filled {args.stored:,} delivered events in {fill_s:.0f} s")
             print(_sizes(targets[1]))
+            if args.generic_plans:
+                for target in targets:
+                    mode = "-c plan_cache_mode=force_generic_plan"
+                    target.url = make_conninfo(target.url, options=mode)
             clock = server_clock(server)
             if clock is None:
                 raise SystemExit("PostgreSQL's processes are not on this machine")
