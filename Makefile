@@ -84,7 +84,7 @@ bench-wal: $(BENCH_STAMP) ## WAL bytes per event and per delivery, a capacity-mo
 bench-ingest: $(BENCH_STAMP) ## events/s: enqueue_events and POST /v1/events/batch vs one event at a time (~3 min)
 	PYTHONPATH=src:. $(BIN)/python -m bench.ingest
 
-bench-ingest-growth: $(BENCH_STAMP) ## ingest events/s and PostgreSQL CPU per event with 0 vs 1,000,000 delivered events stored (~10 min)
+bench-ingest-growth: $(BENCH_STAMP) ## ingest events/s and PostgreSQL CPU per event with 0 vs 1,000,000 delivered events stored (~6 min)
 	PYTHONPATH=src:. $(BIN)/python -m bench.ingest_growth --stored 1000000
 
 bench-ingest-http: $(BENCH_STAMP) ## POST /v1/events, one event a request: req/s and CPU ms a request by process; BEFORE=<checkout> runs it beside this one (~2 min)
