@@ -84,6 +84,9 @@ bench-wal: $(BENCH_STAMP) ## WAL bytes per event and per delivery, a capacity-mo
 bench-ingest: $(BENCH_STAMP) ## events/s: enqueue_events and POST /v1/events/batch vs one event at a time (~3 min)
 	PYTHONPATH=src:. $(BIN)/python -m bench.ingest
 
+bench-ingest-growth: $(BENCH_STAMP) ## ingest events/s and PostgreSQL CPU per event with 0 vs 1,000,000 delivered events stored (~6 min)
+	PYTHONPATH=src:. $(BIN)/python -m bench.ingest_growth --stored 1000000
+
 bench-ingest-http: $(BENCH_STAMP) ## POST /v1/events, one event a request: req/s and CPU ms a request by process; BEFORE=<checkout> runs it beside this one (~2 min)
 	PYTHONPATH=src:. $(BIN)/python -m bench.ingest_http $(if $(BEFORE),--tree $(BEFORE) --tree .@1 --tree .,)
 
@@ -99,7 +102,7 @@ bench-retention: $(BENCH_STAMP) ## a day of history dropped vs deleted, 10M life
 bench-tickets: $(BENCH_STAMP) ## tickets/s and enqueue->ticket p50 through one worker against a local Redmine (Debian's redmine, redmine-sqlite; ~2 min)
 	PYTHONPATH=src:. $(BIN)/python -m bench.tickets
 
-.PHONY: help install install-run up test-wheel test test-unit test-integration test-pgbouncer test-delivery-retry lint lint-chart fmt bench bench-quick bench-http-clients bench-ingest bench-ingest-http bench-wal bench-scale bench-scale-quick bench-retention bench-tickets
+.PHONY: help install install-run up test-wheel test test-unit test-integration test-pgbouncer test-delivery-retry lint lint-chart fmt bench bench-quick bench-http-clients bench-ingest bench-ingest-growth bench-ingest-http bench-wal bench-scale bench-scale-quick bench-retention bench-tickets
 
 openapi: $(STAMP) ## regenerate docs/openapi.json from the app (a test fails when they drift)
 	$(BIN)/python -m courier.asgi docs/openapi.json
