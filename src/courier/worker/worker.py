@@ -139,6 +139,7 @@ class Worker:
         # The claim loop tops up ready rows once they fall to this many (half the prefetch).
         self._low_water = (config.prefetch or 0) // 2
         self._wake = asyncio.Event()
+        self._wake_cause = "notify"  # what set _wake last: the trigger of the claim it starts
         self._claim_conn: psycopg.AsyncConnection[Any] | None = None
         self._claim_cursor = store.ClaimCursor()
         self._db_failures = 0
@@ -286,6 +287,7 @@ class Worker:
         capacity = cfg.concurrency + (cfg.prefetch or 0)
         gather_threshold = max(1, min(cfg.batch_size, capacity) // 4)
         gathered = False
+        trigger = "start"
         while not stop.is_set():
             # A slot frees when its HTTP exchange ends, not when the result commits: the
             # completer's bounded queue is what holds back a worker the database can't
@@ -295,12 +297,14 @@ class Worker:
                 # Full, or enough is ready to start as slots free: top up in batches.
                 self._slot_freed.clear()
                 await _wait_any(stop, self._slot_freed, timeout=None)
+                trigger = "refill"
                 continue
             if self._tasks and not self._ready and free < gather_threshold and not gathered:
                 # Claim in batches, not one row per freed slot: give others a moment.
                 self._slot_freed.clear()
                 await _wait_any(stop, self._slot_freed, timeout=SLOT_GATHER_S)
                 gathered = True
+                trigger = "refill"
                 continue
             gathered = False
             limit = min(free, cfg.batch_size)
@@ -320,20 +324,29 @@ class Worker:
             except (psycopg.Error, OSError) as exc:
                 await self._drop_claim_connection()
                 await self._db_error(exc)
+                trigger = "error"
                 continue
             self._db_failures = 0
+            self.metrics.claims_total.labels(trigger, "rows" if claimed else "empty").inc()
             unsignable = self._hold(claimed)
             if unsignable:
                 await self._hand_back(conn, unsignable)
             if len(claimed) == limit:
+                trigger = "more"
                 continue  # there is probably more
             if self._wake.is_set():
                 # Enqueued while we claimed: _idle_wait would return at once, so skip
                 # its query of what falls due next.
+                trigger = self._wake_cause
                 continue
-            await self._idle_wait(stop)
+            trigger = await self._idle_wait(stop)
 
-    async def _idle_wait(self, stop: asyncio.Event) -> None:
+    def _wake_up(self, cause: str) -> None:
+        self._wake_cause = cause
+        self._wake.set()
+
+    async def _idle_wait(self, stop: asyncio.Event) -> str:
+        """Wait for a reason to claim again; returns it (a `claims_total` trigger)."""
         cfg = self.config
         timeout = cfg.poll_interval_s * (1 + POLL_JITTER * (2 * random.random() - 1))
         try:
@@ -342,22 +355,25 @@ class Worker:
         except (psycopg.Error, OSError) as exc:
             await self._drop_claim_connection()
             await self._db_error(exc)
-            return
+            return "error"
         events = [self._wake]
+        reason = "poll"
         if due is not None:
             until_due = (due - datetime.now(UTC)).total_seconds()
             if until_due > 0:
-                timeout = min(timeout, until_due)
+                if until_due < timeout:
+                    timeout, reason = until_due, "due"
             elif self._claim_cursor.at_start:
                 # Work is due but this claim got less than it asked: the destinations
                 # are at their in-flight caps or other workers hold the rows. Retry
                 # when one of ours commits, or shortly, instead of spinning.
-                timeout = min(timeout, CAPPED_RETRY_S)
+                timeout, reason = min(timeout, CAPPED_RETRY_S), "capped"
                 self._slot_freed.clear()
                 events.append(self._slot_freed)
             else:
-                return  # the walk stopped early; more destinations follow the cursor
+                return "more"  # the walk stopped early; more destinations follow the cursor
         await _wait_any(stop, *events, timeout=timeout)
+        return self._wake_cause if self._wake.is_set() else reason
 
     def _hold(self, claimed: Sequence[ClaimedDelivery]) -> list[ClaimedDelivery]:
         """Queue what can be signed; returns the rows whose secrets do not decrypt."""
@@ -568,7 +584,7 @@ class Worker:
                 )
             elif c.state == "retry_scheduled":
                 self.metrics.retries_scheduled_total.inc()
-                self._wake.set()  # an idle loop re-reads when the next retry falls due
+                self._wake_up("retry")  # an idle loop re-reads when the next retry falls due
             else:
                 self.metrics.deliveries_total.labels(c.state).inc()
                 if c.state == "dead_lettered":
@@ -584,13 +600,15 @@ class Worker:
 
         def woken(tenant: str) -> None:
             if not served or tenant in served:
-                self._wake.set()
+                self.metrics.notifications_total.inc()
+                self._wake_up("notify")
 
         await listen(
             self._connect_direct,
             stop,
             on_notify=woken,
-            on_listening=self._wake.set,  # anything enqueued while we were not listening
+            # anything enqueued while we were not listening
+            on_listening=functools.partial(self._wake_up, "notify"),
             on_error=self._db_error,
         )
 
