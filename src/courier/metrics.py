@@ -113,6 +113,13 @@ class CourierMetrics:
             "NOTIFYs received for the tenants this worker serves (wake-ups)",
             registry=w,
         )
+        self.deferred_wakeups_total = Counter(
+            "courier_worker_deferred_wakeups_total",
+            "NOTIFY wake-ups of a worker that lost the last race for one: it looked first, "
+            "then claimed (something was due) or skipped the claim (nothing was)",
+            ["result"],
+            registry=w,
+        )
         self.queue_depth = Gauge(
             "courier_queue_depth", "Deliveries by non-terminal state", ["state"], registry=r
         )
