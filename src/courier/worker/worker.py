@@ -5,7 +5,9 @@ own task through the adapter, and hands the result to the completer, which write
 results in batches. A few claimed rows wait in memory (`prefetch`), so a slot that
 frees starts its next delivery at once instead of after a database round trip. Side
 tasks keep leases alive (heartbeat) and listen for NOTIFY. When idle it sleeps until a
-NOTIFY, the next due retry, or the jittered poll interval, whichever comes first.
+NOTIFY, the next due retry, or the jittered poll interval, whichever comes first. Every
+worker hears every NOTIFY: one whose last NOTIFY-started claim found nothing (another
+worker took the rows) looks at what falls due before it claims again (`_defer`).
 
 A claimed row whose destination's signing secret no key of this worker opens (a wrong
 or incomplete COURIER_SECRET_KEY) is not attempted: its claim is undone without
@@ -64,8 +66,8 @@ SLOT_GATHER_S = 0.002  # once a slot frees, wait this long for more before claim
 POLL_JITTER = 0.1  # ±10% on the poll interval, so many workers do not poll in step
 CAPPED_RETRY_S = 0.05  # re-claim delay while due work is held back by in-flight caps
 # A worker whose last NOTIFY-started claim found nothing gives the others this many
-# times its own claim's round trip (bounded below) before it looks, so that the
-# look usually sees the row already taken.
+# times its own claim's round trip (kept between the two bounds) before it looks, so
+# that the look usually sees the row already taken.
 DEFER_CLAIM_RTTS = 2.0
 DEFER_MIN_S = 0.001
 DEFER_MAX_S = 0.005
@@ -149,9 +151,8 @@ class Worker:
         # Set when a NOTIFY-started claim found nothing (another worker took the rows),
         # cleared when a claim gets rows: see _defer.
         self._deferring = False
-        self._claim_rtt_s = (
-            DEFER_MIN_S / DEFER_CLAIM_RTTS
-        )  # moving average of the claim's wall time
+        # A moving average of the claim's wall time: how long a peer's claim may take.
+        self._claim_rtt_s = DEFER_MIN_S / DEFER_CLAIM_RTTS
         self._claim_conn: psycopg.AsyncConnection[Any] | None = None
         self._claim_cursor = store.ClaimCursor()
         self._db_failures = 0
