@@ -96,13 +96,16 @@ bench-scale: $(BENCH_STAMP) ## deliveries/s fanned out to 10/100 and over 10,000
 bench-scale-quick: $(BENCH_STAMP) ## bench-scale with small counts, a smoke run (~30 s)
 	PYTHONPATH=src:. $(BIN)/python -m bench.scale --quick
 
+bench-wakeups: $(BENCH_STAMP) ## claims and empty claims of 2 workers at 50/s and 200/s, PostgreSQL CPU, p50/p99; BEFORE=<checkout> runs it beside this one (~2 min)
+	PYTHONPATH=src:. $(BIN)/python -m bench.wakeups $(if $(BEFORE),--tree $(BEFORE) --tree .,)
+
 bench-retention: $(BENCH_STAMP) ## a day of history dropped vs deleted, 10M lifecycle events, and the partition conversion's lock (~15 min)
 	PYTHONPATH=src:. $(BIN)/python -m bench.retention
 
 bench-tickets: $(BENCH_STAMP) ## tickets/s and enqueue->ticket p50 through one worker against a local Redmine (Debian's redmine, redmine-sqlite; ~2 min)
 	PYTHONPATH=src:. $(BIN)/python -m bench.tickets
 
-.PHONY: help install install-run up test-wheel test test-unit test-integration test-pgbouncer test-delivery-retry lint lint-chart fmt bench bench-quick bench-http-clients bench-ingest bench-ingest-growth bench-ingest-http bench-wal bench-scale bench-scale-quick bench-retention bench-tickets
+.PHONY: help install install-run up test-wheel test test-unit test-integration test-pgbouncer test-delivery-retry lint lint-chart fmt bench bench-quick bench-http-clients bench-ingest bench-ingest-growth bench-ingest-http bench-wal bench-scale bench-scale-quick bench-wakeups bench-retention bench-tickets
 
 openapi: $(STAMP) ## regenerate docs/openapi.json from the app (a test fails when they drift)
 	$(BIN)/python -m courier.asgi docs/openapi.json

@@ -17,6 +17,17 @@ from prometheus_client import disable_created_metrics as _disable_created
 ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)  # seconds
 DESTINATION_LABEL_LIMIT = 500  # distinct destination_id label values per process
 OTHER_DESTINATION = "other"  # the label value past the limit
+# What made a worker run its claim statement (`courier_worker_claims_total{trigger}`):
+#   start    the first claim after the worker starts
+#   notify   a NOTIFY (or the LISTEN being (re)established, to catch up)
+#   retry    a retry this worker scheduled (its idle wait re-reads the next due time)
+#   due      the idle wait ended at the next due time
+#   poll     the idle wait ended at the poll interval
+#   capped   due work was held back by in-flight caps: the short re-claim
+#   more     the previous claim filled its limit, or its walk stopped early
+#   refill   slots freed (or the ready rows ran low) while the worker was busy
+#   error    after a database error
+CLAIM_TRIGGERS = ("start", "notify", "retry", "due", "poll", "capped", "more", "refill", "error")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 1800, 3600, 86400)
 
 
@@ -86,6 +97,27 @@ class CourierMetrics:
         self.database_errors_total = Counter(
             "courier_worker_database_errors_total",
             "Database errors the worker recovered from",
+            registry=w,
+        )
+        # Why the worker ran its claim statement, and whether it got anything: empty
+        # claims are PostgreSQL work spent for nothing (the `trigger` values are a fixed
+        # set, see CLAIM_TRIGGERS).
+        self.claims_total = Counter(
+            "courier_worker_claims_total",
+            "Claim statements the worker ran, by what started them and by result",
+            ["trigger", "result"],
+            registry=w,
+        )
+        self.notifications_total = Counter(
+            "courier_worker_notifications_total",
+            "NOTIFYs received for the tenants this worker serves (wake-ups)",
+            registry=w,
+        )
+        self.deferred_wakeups_total = Counter(
+            "courier_worker_deferred_wakeups_total",
+            "NOTIFY wake-ups of a worker that lost the last race for one: it looked first, "
+            "then claimed (something was due) or skipped the claim (nothing was)",
+            ["result"],
             registry=w,
         )
         self.queue_depth = Gauge(

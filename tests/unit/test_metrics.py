@@ -53,6 +53,9 @@ WORKER_ONLY = {
     "courier_dead_letters",
     "courier_kind_attempts",
     "courier_kind_attempt_duration_seconds",
+    "courier_worker_claims",
+    "courier_worker_notifications",
+    "courier_worker_deferred_wakeups",
 }
 API_ONLY = {"courier_stream_clients", "courier_stream_clients_dropped"}
 SHARED = {"courier_queue_depth", "courier_oldest_due_seconds"}

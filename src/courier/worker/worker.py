@@ -5,7 +5,9 @@ own task through the adapter, and hands the result to the completer, which write
 results in batches. A few claimed rows wait in memory (`prefetch`), so a slot that
 frees starts its next delivery at once instead of after a database round trip. Side
 tasks keep leases alive (heartbeat) and listen for NOTIFY. When idle it sleeps until a
-NOTIFY, the next due retry, or the jittered poll interval, whichever comes first.
+NOTIFY, the next due retry, or the jittered poll interval, whichever comes first. Every
+worker hears every NOTIFY: one whose last NOTIFY-started claim found nothing (another
+worker took the rows) looks at what falls due before it claims again (`_defer`).
 
 A claimed row whose destination's signing secret no key of this worker opens (a wrong
 or incomplete COURIER_SECRET_KEY) is not attempted: its claim is undone without
@@ -63,6 +65,12 @@ DB_RETRY_MAX_S = 5.0  # longest wait between reconnect attempts
 SLOT_GATHER_S = 0.002  # once a slot frees, wait this long for more before claiming
 POLL_JITTER = 0.1  # ±10% on the poll interval, so many workers do not poll in step
 CAPPED_RETRY_S = 0.05  # re-claim delay while due work is held back by in-flight caps
+# A worker whose last NOTIFY-started claim found nothing gives the others this many
+# times its own claim's round trip (kept between the two bounds) before it looks, so
+# that the look usually sees the row already taken.
+DEFER_CLAIM_RTTS = 2.0
+DEFER_MIN_S = 0.001
+DEFER_MAX_S = 0.005
 
 Key = tuple[uuid.UUID, uuid.UUID]
 # The live signing secrets of a claimed row, or why it cannot be signed.
@@ -139,6 +147,12 @@ class Worker:
         # The claim loop tops up ready rows once they fall to this many (half the prefetch).
         self._low_water = (config.prefetch or 0) // 2
         self._wake = asyncio.Event()
+        self._wake_cause = "notify"  # what set _wake last: the trigger of the claim it starts
+        # Set when a NOTIFY-started claim found nothing (another worker took the rows),
+        # cleared when a claim gets rows: see _defer.
+        self._deferring = False
+        # A moving average of the claim's wall time: how long a peer's claim may take.
+        self._claim_rtt_s = DEFER_MIN_S / DEFER_CLAIM_RTTS
         self._claim_conn: psycopg.AsyncConnection[Any] | None = None
         self._claim_cursor = store.ClaimCursor()
         self._db_failures = 0
@@ -286,6 +300,8 @@ class Worker:
         capacity = cfg.concurrency + (cfg.prefetch or 0)
         gather_threshold = max(1, min(cfg.batch_size, capacity) // 4)
         gathered = False
+        trigger = "start"
+        overlapped = False  # the last claim got rows and a NOTIFY landed while it ran
         while not stop.is_set():
             # A slot frees when its HTTP exchange ends, not when the result commits: the
             # completer's bounded queue is what holds back a worker the database can't
@@ -295,17 +311,27 @@ class Worker:
                 # Full, or enough is ready to start as slots free: top up in batches.
                 self._slot_freed.clear()
                 await _wait_any(stop, self._slot_freed, timeout=None)
+                trigger = "refill"
                 continue
             if self._tasks and not self._ready and free < gather_threshold and not gathered:
                 # Claim in batches, not one row per freed slot: give others a moment.
                 self._slot_freed.clear()
                 await _wait_any(stop, self._slot_freed, timeout=SLOT_GATHER_S)
                 gathered = True
+                trigger = "refill"
                 continue
             gathered = False
+            if trigger == "notify" and (self._deferring or overlapped):
+                # The NOTIFY that landed during our own claim is often for a row that
+                # claim took already: look (at once) before claiming again.
+                due_now, trigger = await self._defer(stop, grace=self._deferring)
+                overlapped = False
+                if not due_now:
+                    continue
             limit = min(free, cfg.batch_size)
             # Cleared before the claim, so a NOTIFY that lands while it runs is not lost.
             self._wake.clear()
+            started = asyncio.get_running_loop().time()
             try:
                 conn = await self._claim_connection()
                 claimed = await store.claim_deliveries(
@@ -320,44 +346,103 @@ class Worker:
             except (psycopg.Error, OSError) as exc:
                 await self._drop_claim_connection()
                 await self._db_error(exc)
+                trigger = "error"
                 continue
             self._db_failures = 0
+            took = asyncio.get_running_loop().time() - started
+            self._claim_rtt_s += (took - self._claim_rtt_s) / 8
+            self.metrics.claims_total.labels(trigger, "rows" if claimed else "empty").inc()
+            if claimed:
+                self._deferring = False
+            elif trigger == "notify":
+                self._deferring = True
             unsignable = self._hold(claimed)
             if unsignable:
                 await self._hand_back(conn, unsignable)
             if len(claimed) == limit:
+                trigger = "more"
                 continue  # there is probably more
             if self._wake.is_set():
                 # Enqueued while we claimed: _idle_wait would return at once, so skip
                 # its query of what falls due next.
+                trigger = self._wake_cause
+                overlapped = bool(claimed)
                 continue
-            await self._idle_wait(stop)
+            trigger = await self._idle_wait(stop)
 
-    async def _idle_wait(self, stop: asyncio.Event) -> None:
-        cfg = self.config
-        timeout = cfg.poll_interval_s * (1 + POLL_JITTER * (2 * random.random() - 1))
+    def _wake_up(self, cause: str) -> None:
+        self._wake_cause = cause
+        self._wake.set()
+
+    async def _defer(self, stop: asyncio.Event, *, grace: bool) -> tuple[bool, str]:
+        """A NOTIFY woke a worker that lost the last race for one: look before claiming.
+
+        Every worker hears every NOTIFY. With nothing to tell them apart, all of them
+        claim and all but one find nothing, and an empty claim costs PostgreSQL about
+        ten times the look at what falls due next (docs/benchmarks.md, "Wake-ups"). So
+        the loser of the last race waits for the winner's claim to commit, then looks:
+        nothing due, and it goes back to waiting without claiming; something due (the
+        winner was full, slow or gone), and it claims now. Whichever worker gets rows
+        claims at once on the next NOTIFY; a worker that only finds nothing defers.
+        Without `grace` it looks at once (a NOTIFY that landed during its own claim).
+
+        Returns (claim now, the trigger of the next claim).
+        """
+        self._wake.clear()  # a NOTIFY from here on is for work this look may not see
+        if grace:
+            wait = min(DEFER_MAX_S, max(DEFER_MIN_S, DEFER_CLAIM_RTTS * self._claim_rtt_s))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+            if stop.is_set():
+                return False, "notify"
+        due = await self._next_due()
+        if isinstance(due, str):
+            return False, due
+        if due is not None and due <= datetime.now(UTC):
+            self.metrics.deferred_wakeups_total.labels("claimed").inc()
+            return True, "notify"
+        self.metrics.deferred_wakeups_total.labels("skipped").inc()
+        return False, await self._wait(stop, due)
+
+    async def _next_due(self) -> datetime | str | None:
+        """When the next waiting delivery falls due, or "error" after a database error."""
         try:
             conn = await self._claim_connection()
-            due = await store.next_due_at(conn, tenant_ids=cfg.tenant_ids)
+            return await store.next_due_at(conn, tenant_ids=self.config.tenant_ids)
         except (psycopg.Error, OSError) as exc:
             await self._drop_claim_connection()
             await self._db_error(exc)
-            return
+            return "error"
+
+    async def _idle_wait(self, stop: asyncio.Event) -> str:
+        """Wait for a reason to claim again; returns it (a `claims_total` trigger)."""
+        due = await self._next_due()
+        if isinstance(due, str):
+            return due
+        return await self._wait(stop, due)
+
+    async def _wait(self, stop: asyncio.Event, due: datetime | None) -> str:
+        """Until a wake-up, `due`, or the poll interval; returns what ended the wait."""
+        cfg = self.config
+        timeout = cfg.poll_interval_s * (1 + POLL_JITTER * (2 * random.random() - 1))
         events = [self._wake]
+        reason = "poll"
         if due is not None:
             until_due = (due - datetime.now(UTC)).total_seconds()
             if until_due > 0:
-                timeout = min(timeout, until_due)
+                if until_due < timeout:
+                    timeout, reason = until_due, "due"
             elif self._claim_cursor.at_start:
                 # Work is due but this claim got less than it asked: the destinations
                 # are at their in-flight caps or other workers hold the rows. Retry
                 # when one of ours commits, or shortly, instead of spinning.
-                timeout = min(timeout, CAPPED_RETRY_S)
+                timeout, reason = min(timeout, CAPPED_RETRY_S), "capped"
                 self._slot_freed.clear()
                 events.append(self._slot_freed)
             else:
-                return  # the walk stopped early; more destinations follow the cursor
+                return "more"  # the walk stopped early; more destinations follow the cursor
         await _wait_any(stop, *events, timeout=timeout)
+        return self._wake_cause if self._wake.is_set() else reason
 
     def _hold(self, claimed: Sequence[ClaimedDelivery]) -> list[ClaimedDelivery]:
         """Queue what can be signed; returns the rows whose secrets do not decrypt."""
@@ -568,7 +653,7 @@ class Worker:
                 )
             elif c.state == "retry_scheduled":
                 self.metrics.retries_scheduled_total.inc()
-                self._wake.set()  # an idle loop re-reads when the next retry falls due
+                self._wake_up("retry")  # an idle loop re-reads when the next retry falls due
             else:
                 self.metrics.deliveries_total.labels(c.state).inc()
                 if c.state == "dead_lettered":
@@ -584,13 +669,15 @@ class Worker:
 
         def woken(tenant: str) -> None:
             if not served or tenant in served:
-                self._wake.set()
+                self.metrics.notifications_total.inc()
+                self._wake_up("notify")
 
         await listen(
             self._connect_direct,
             stop,
             on_notify=woken,
-            on_listening=self._wake.set,  # anything enqueued while we were not listening
+            # anything enqueued while we were not listening
+            on_listening=functools.partial(self._wake_up, "notify"),
             on_error=self._db_error,
         )
 

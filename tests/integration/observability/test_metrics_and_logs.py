@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from courier.asgi import create_app
 from courier.enqueue import enqueue_event
-from courier.metrics import CourierMetrics
+from courier.metrics import CLAIM_TRIGGERS, CourierMetrics
 from courier.queue_stats import QueueStatsCollector, QueueStatsConfig
 from courier.settings import Settings
 from courier.tenancy import create_api_key
@@ -100,7 +100,12 @@ async def test_worker_process_serves_metrics_and_logs_one_json_line_per_attempt(
         assert ("courier_queue_depth", (("state", state),)) in samples
     assert ("courier_oldest_due_seconds", ()) in samples
     label_names = {name for (_, labels) in samples for name, _ in labels}
-    assert label_names <= {"outcome", "state", "le", "destination_id"}  # no delivery ids
+    # no delivery ids
+    assert label_names <= {"outcome", "state", "le", "destination_id", "trigger", "result"}
+    triggers = {v for (_, labels) in samples for n, v in labels if n == "trigger"}
+    assert triggers and triggers <= set(CLAIM_TRIGGERS)  # a fixed set
+    results = {v for (_, labels) in samples for n, v in labels if n == "result"}
+    assert results <= {"rows", "empty", "claimed", "skipped"}
     per_destination = {
         labels: value
         for (name, labels), value in samples.items()
