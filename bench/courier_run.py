@@ -28,7 +28,9 @@ from courier.enqueue import NewEvent, enqueue_event_async, enqueue_events_async
 from courier.store.migrate import migrate
 from courier.tenancy import create_tenant
 
-BULK_BATCH = 1_000  # events per enqueue_events call in the bulk enqueue (as /v1/events/batch allows)
+BULK_BATCH = (
+    1_000  # events per enqueue_events call in the bulk enqueue (as /v1/events/batch allows)
+)
 
 TENANT_NAME = "bench"
 SHUTDOWN_GRACE = "2"  # seconds a stopping worker waits for in-flight deliveries
