@@ -57,7 +57,6 @@ from courier.store.pooler import is_pooled, pooled_kwargs
 from courier.worker.completer import Completer
 from courier.worker.delivery_log import log_completion
 from courier.worker.maintenance import Service, run_maintenance
-from courier.worker.ready import FairQueue
 
 logger = logging.getLogger("courier.worker")
 
@@ -142,9 +141,8 @@ class Worker:
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []  # side tasks and completer, while running
         self._died: list[str] = []  # loops that ended alone: the worker is stopping for them
-        # Claimed (leased, attempt row written) but not started: started as slots free,
-        # the destinations taking turns (a backlog never queues ahead of a quiet one).
-        self._ready: FairQueue[Prepared] = FairQueue()
+        # Claimed (leased, attempt row written) but not started: started as slots free.
+        self._ready: collections.deque[Prepared] = collections.deque()
         self._slot_freed = asyncio.Event()
         # The claim loop tops up ready rows once they fall to this many (half the prefetch).
         self._low_water = (config.prefetch or 0) // 2
@@ -485,7 +483,7 @@ class Worker:
                     continue
                 opened = found_options
             self._held[row.key] = row.attempt_number
-            self._ready.append((row.tenant_id, row.destination_id), (row, secrets, config, opened))
+            self._ready.append((row, secrets, config, opened))
         self.claimed_total += len(claimed) - len(unsignable)
         self.metrics.in_flight.set(len(self._held))
         self._start_ready()
