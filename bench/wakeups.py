@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import re
 import statistics
 import tempfile
 import time
@@ -33,14 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
-import psutil
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import pg, procs
 from bench.contestant import WorkerSpec
 from bench.courier_run import Courier
+from bench.measure import Receiver, backend_cpu, start_receiver
 
 SPEC = WorkerSpec(processes=2, concurrency=64, batch=64)
 DRAIN_S = 15.0  # seconds the last deliveries of a run may take
@@ -54,58 +51,6 @@ COUNTERS = (
 )
 SETTLE_S = 1.0  # after the workers report ready, so their LISTEN is in place
 POLL_S = 0.05  # between looks at the receiver's count
-
-
-# Not bench.measure's: that module needs numpy (the `bench` extra), this bench does not.
-@dataclass
-class Receiver:
-    child: procs.Child
-    port: int
-    session: aiohttp.ClientSession
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    async def _get(self, path: str) -> Any:
-        async with self.session.get(f"http://127.0.0.1:{self.port}{path}") as resp:
-            return orjson.loads(await resp.read())
-
-    async def count(self) -> int:
-        return int((await self._get("/stats"))["count"])
-
-    async def reset(self) -> None:
-        async with self.session.post(f"http://127.0.0.1:{self.port}/reset") as resp:
-            await resp.read()
-
-    async def arrivals(self) -> dict[str, float]:
-        data = await self._get("/arrivals")
-        first: dict[str, float] = {}
-        for key, at in zip(data["ids"], data["times"], strict=True):
-            first.setdefault(key, at)
-        return first
-
-
-async def start_receiver(log_dir: Path, session: aiohttp.ClientSession) -> Receiver:
-    child = procs.spawn("receiver", procs.python_module("bench.receiver"), {}, log_dir)
-    await asyncio.to_thread(procs.wait_ready, [child], "receiver listening on")
-    match = re.search(r"listening on 127\.0\.0\.1:(\d+)", child.output())
-    assert match is not None
-    return Receiver(child, int(match.group(1)), session)
-
-
-async def backend_cpu(conn: psycopg.AsyncConnection[Any]) -> dict[int, float]:
-    """CPU seconds used so far by each of this database's other backends."""
-    cur = await conn.execute(
-        "SELECT pid FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-    )
-    found: dict[int, float] = {}
-    for (pid,) in await cur.fetchall():
-        with contextlib.suppress(psutil.Error):
-            times = psutil.Process(pid).cpu_times()
-            found[pid] = times.user + times.system
-    return found
 
 
 def percentiles(values: Sequence[float]) -> tuple[float, float]:
@@ -274,7 +219,7 @@ async def run(
     courier = Courier()
     results: list[Result] = []
     async with aiohttp.ClientSession() as session:
-        receiver = await start_receiver(log_dir, session)
+        receiver = await start_receiver("receiver", 0, log_dir, session)
         template, template_url = await asyncio.to_thread(pg.create_database, server_url, "tpl_wake")
         try:
             await courier.install(template_url)
