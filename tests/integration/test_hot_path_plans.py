@@ -193,6 +193,27 @@ def test_the_claim_reaches_every_picked_row_by_its_full_key(
             assert not re.search(r"Index Cond: \(tenant_id = [^()]*\)$", cond), scan + cond
 
 
+def _explained_claim(direct_db_url: str, tenant_ids: list[uuid.UUID] | None) -> list[str]:
+    """EXPLAIN ANALYZE of one 64-row claim on a worker's connection, rolled back."""
+    params = {
+        "worker_id": "w",
+        "limit": 64,
+        "lease_seconds": 30.0,
+        "after_tenant": store.ZERO_UUID,
+        "after_destination": store.ZERO_UUID,
+        "max_destinations": store.MAX_DESTINATIONS_PER_CLAIM,
+        "all_tenants": tenant_ids is None,
+        "tenant_ids": tenant_ids or [],
+    }
+    options = hot_path_options(direct_db_url)
+    with (
+        psycopg.connect(direct_db_url, options=options, cursor_factory=ClientCursor) as worker,
+        worker.transaction(force_rollback=True),
+    ):
+        explain = "EXPLAIN (ANALYZE, COSTS OFF) " + query("claim_deliveries")
+        return [r[0] for r in worker.execute(explain, params).fetchall()]
+
+
 SPREAD = 40  # destinations with one due delivery each
 
 
@@ -210,23 +231,7 @@ def test_a_claim_over_many_destinations_counts_each_ones_in_flight_rows_once(
         destination, _ = make_destination("http://127.0.0.1:9/hook")
         conn.execute(FILL, {"tenant_id": tenant, "destination_id": destination["id"], "rows": 1})
     conn.execute("ANALYZE deliveries")
-    params = {
-        "worker_id": "w",
-        "limit": 64,
-        "lease_seconds": 30.0,
-        "after_tenant": store.ZERO_UUID,
-        "after_destination": store.ZERO_UUID,
-        "max_destinations": store.MAX_DESTINATIONS_PER_CLAIM,
-        "all_tenants": False,
-        "tenant_ids": [tenant],
-    }
-    options = hot_path_options(direct_db_url)
-    with (
-        psycopg.connect(direct_db_url, options=options, cursor_factory=ClientCursor) as worker,
-        worker.transaction(force_rollback=True),
-    ):
-        explain = "EXPLAIN (ANALYZE, COSTS OFF) " + query("claim_deliveries")
-        plan = [r[0] for r in worker.execute(explain, params).fetchall()]
+    plan = _explained_claim(direct_db_url, [tenant])
     probes = [line for line in plan if "using deliveries_in_flight" in line]
     assert probes
     for line in probes:
@@ -262,24 +267,7 @@ def test_a_claim_on_a_young_table_looks_each_row_up_by_its_id(
         "UPDATE deliveries SET state = 'delivered', locked_by = NULL, locked_until = NULL,"
         " next_attempt_at = NULL, delivered_at = now() WHERE state = 'delivering'"
     )
-    params = {
-        "worker_id": "w",
-        "limit": 64,
-        "lease_seconds": 30.0,
-        "after_tenant": store.ZERO_UUID,
-        "after_destination": store.ZERO_UUID,
-        "max_destinations": store.MAX_DESTINATIONS_PER_CLAIM,
-        "all_tenants": True,
-        "tenant_ids": [],
-    }
-    with (
-        psycopg.connect(
-            direct_db_url, options=hot_path_options(direct_db_url), cursor_factory=ClientCursor
-        ) as worker,
-        worker.transaction(force_rollback=True),
-    ):
-        explain = "EXPLAIN (ANALYZE, COSTS OFF) " + query("claim_deliveries")
-        plan = [r[0] for r in worker.execute(explain, params).fetchall()]
+    plan = _explained_claim(direct_db_url, None)
     claimed = re.search(r"rows=(\d+)", plan[0])  # the statement's own rows: what it claimed
     assert claimed is not None and int(claimed.group(1)) == 64, plan[0]
     stepped = [int(n) for line in plan for n in re.findall(r"Rows Removed by [\w ]+: (\d+)", line)]
