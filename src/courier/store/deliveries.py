@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from courier.store.database import HOT_PATH_SETTINGS
 from courier.store.pooler import local_settings
 from courier.store.queries import query
-from courier.store.rows import Row, fetch_all
+from courier.store.rows import Row, fetch_all, fetch_all_of
 
 
 def _hot_path(
@@ -332,9 +332,7 @@ async def enqueue_rows_async(
 ) -> list[Row]:
     """`enqueue_rows` on an asyncio connection."""
     statement, params = _enqueue_statement(params)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(statement, params)
-        return await cur.fetchall()
+    return await fetch_all_of(conn, statement, params)
 
 
 def events_by_idempotency_keys(conn: psycopg.Connection[Any], params: dict[str, Any]) -> list[Row]:

@@ -19,8 +19,13 @@ Params = dict[str, Any] | None
 
 async def fetch_all(conn: AsyncConn, name: LiteralString, params: Params = None) -> list[Row]:
     """Every row the statement `name` answers."""
+    return await fetch_all_of(conn, query(name), params)
+
+
+async def fetch_all_of(conn: AsyncConn, statement: LiteralString, params: Params) -> list[Row]:
+    """Every row `statement` answers: for a text derived from a named one."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query(name), params)
+        await cur.execute(statement, params)
         return await cur.fetchall()
 
 
