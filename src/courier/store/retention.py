@@ -40,6 +40,29 @@ async def retention_cutoffs(cur: Cursor, delivered_seconds: float, dead_seconds:
     return Cutoffs(delivered_before=row["delivered_before"], dead_before=row["dead_before"])
 
 
+async def tenants_due(
+    cur: Cursor,
+    *,
+    delivered_before: datetime,
+    dead_before: datetime,
+    events_before: datetime,
+    destination_events_before: datetime,
+) -> list[uuid.UUID]:
+    """The tenants with anything the batched deletes would remove at these cutoffs
+    (delivered and failed/dead-lettered deliveries, events left without a delivery,
+    destination lifecycle events), in one statement."""
+    await cur.execute(
+        query("retention_tenants_due"),
+        {
+            "delivered_before": delivered_before,
+            "dead_before": dead_before,
+            "events_before": events_before,
+            "destination_events_before": destination_events_before,
+        },
+    )
+    return [row["id"] for row in await cur.fetchall()]
+
+
 async def delete_deliveries(
     cur: Cursor,
     *,

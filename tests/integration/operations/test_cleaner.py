@@ -8,11 +8,17 @@ run it: its advisory lock belongs to a session, which a transaction pooler would
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
+from courier.crypto import SecretBox
+from courier.destinations import create_destination
 from courier.settings import Settings
+from courier.store import retention
+from courier.tenancy import create_tenant
 from courier.worker.cleaner import CLEANER_LOCK_KEY, Cleaner, CleanerConfig
 from courier.worker_setup import cleaner_config
 from tests.conftest import DestinationFactory
@@ -177,3 +183,61 @@ async def test_destination_events_are_kept_as_long_as_dead_letters(
         "SELECT id FROM lifecycle_events WHERE destination_id = %s ORDER BY seq", (row["id"],)
     ).fetchall()
     assert left == events[1:]
+
+
+async def test_a_pass_visits_only_the_tenants_with_something_to_remove(
+    conn: psycopg.Connection[Any], direct_db_url: str, secret_box: SecretBox
+) -> None:
+    """The cleaner finds its tenants in one statement (a pass over thousands of tenants
+    with nothing to remove must not cost a round trip per tenant per kind of row); the
+    statement must still find every kind of row the batched deletes remove."""
+
+    def tenant_with_destination() -> uuid.UUID:
+        tenant_id, _ = create_tenant(conn, f"tenant-{uuid.uuid4().hex[:8]}")
+        create_destination(conn, secret_box, tenant_id, name="d", url="https://example.com/h")
+        return tenant_id
+
+    delivered, dead, unsent, switched, fresh, kept_dead = (
+        tenant_with_destination() for _ in range(6)
+    )
+    _ended(conn, delivered, "delivered", 31)
+    _ended(conn, dead, "failed", 91)
+    _ended(conn, fresh, "delivered", 29)
+    _ended(conn, kept_dead, "dead_lettered", 60)  # dead letters are kept 90 days
+    conn.execute(
+        "INSERT INTO events (tenant_id, type, payload, created_at)"
+        " VALUES (%s, 'invoice.created', '{}', now() - interval '40 days')",
+        (unsent,),
+    )
+    conn.execute("UPDATE destinations SET enabled = false WHERE tenant_id = %s", (switched,))
+    conn.execute(
+        "UPDATE lifecycle_events SET occurred_at = now() - interval '91 days'"
+        " WHERE tenant_id = %s AND delivery_id IS NULL",
+        (switched,),
+    )
+    delivered_before, dead_before = now(conn) - days(30), now(conn) - days(90)
+    due = await _tenants_due(direct_db_url, delivered_before, dead_before)
+    assert {delivered, dead, unsent, switched} <= due
+    assert not {fresh, kept_dead} & due
+
+    await Cleaner(direct_db_url).run_once()
+    after = await _tenants_due(direct_db_url, delivered_before, dead_before)
+    assert not {delivered, dead, unsent, switched} & after  # the pass removed it all
+
+
+async def _tenants_due(
+    url: str, delivered_before: datetime, dead_before: datetime
+) -> set[uuid.UUID]:
+    async with (
+        await psycopg.AsyncConnection.connect(url) as conn,
+        conn.cursor(row_factory=dict_row) as cur,
+    ):
+        return set(
+            await retention.tenants_due(
+                cur,
+                delivered_before=delivered_before,
+                dead_before=dead_before,
+                events_before=delivered_before,
+                destination_events_before=dead_before,
+            )
+        )
