@@ -60,6 +60,12 @@ def legacy_passphrase_key(passphrase: str) -> bytes:
     return base64.urlsafe_b64encode(digest)
 
 
+# A worker decrypts each destination's secrets on every claim that includes it: the cache
+# must hold more destinations than a worker serves round-robin, or every lookup misses
+# (measured with 10,000 destinations: docs/benchmarks.md, "Scale").
+DECRYPT_CACHE_ENTRIES = 16_384
+
+
 @lru_cache(maxsize=16)
 def scrypt_passphrase_key(passphrase: str) -> bytes:
     """The `v2:` format's key for a passphrase; derived once per process per passphrase."""
@@ -110,7 +116,7 @@ class SecretBox:
         self._primary = self._keys[0]
         self._current = MultiFernet([k.current for k in self._keys])
         self._legacy = MultiFernet([k.legacy for k in self._keys])
-        self._decrypt = lru_cache(maxsize=4096)(self._decrypt_uncached)
+        self._decrypt = lru_cache(maxsize=DECRYPT_CACHE_ENTRIES)(self._decrypt_uncached)
 
     def encrypt(self, plaintext: str) -> str:
         token = self._primary.current.encrypt(plaintext.encode("utf-8")).decode("ascii")

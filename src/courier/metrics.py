@@ -83,6 +83,7 @@ class CourierMetrics:
         # labels() costs a lock and a lookup per call; a worker calls it per attempt, so
         # it keeps the children of (destination, outcome) pairs that have their own label.
         self._attempt_children: dict[tuple[object, str], tuple[Counter, Counter]] = {}
+        self._other_children: dict[str, tuple[Counter, Counter]] = {}
         self.stale_completions_total = Counter(
             "courier_stale_completions_total",
             "Completions dropped because another worker had taken the lease over",
@@ -163,6 +164,12 @@ class CourierMetrics:
             self._destination_labels.add(label)
         return label
 
+    def _children(self, label: str, outcome: str) -> tuple[Counter, Counter]:
+        return (
+            self.attempts_total.labels(outcome),
+            self.destination_attempts_total.labels(label, outcome),
+        )
+
     def attempt(
         self, destination_id: object, outcome: str, duration_s: float, kind: str = "webhook"
     ) -> None:
@@ -171,12 +178,12 @@ class CourierMetrics:
         children = self._attempt_children.get(key)
         if children is None:
             label = self._destination_label(destination_id)
-            children = (
-                self.attempts_total.labels(outcome),
-                self.destination_attempts_total.labels(label, outcome),
-            )
             if label != OTHER_DESTINATION:  # bounded: at most the limit's destinations
-                self._attempt_children[key] = children
+                children = self._attempt_children[key] = self._children(label, outcome)
+            else:  # past the limit: one shared pair per outcome, looked up once
+                children = self._other_children.get(outcome)
+                if children is None:
+                    children = self._other_children[outcome] = self._children(label, outcome)
         children[0].inc()
         children[1].inc()
         self.attempt_duration_seconds.observe(duration_s)

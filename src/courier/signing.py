@@ -34,8 +34,9 @@ SIGNATURE_VERSION = "v1"
 
 # Every live secret of every destination signs every delivery; a keyed HMAC cached per
 # secret (and its decoded key) makes that a dict lookup and a copy. An entry is ~1.7 KiB
-# (measured), so 8192 entries are ~14 MiB at most and cover many destinations.
-_KEY_CACHE_ENTRIES = 8192
+# (measured), so 16,384 entries are ~28 MiB at most; fewer entries than the destinations
+# a worker serves in turn would miss on every delivery (docs/benchmarks.md, "Scale").
+_KEY_CACHE_ENTRIES = 16_384
 
 
 def generate_secret() -> str:

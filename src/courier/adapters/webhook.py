@@ -54,6 +54,9 @@ _EXCERPT_CHARS: Final = 200
 # than shown: 200 characters even if all are 4-byte UTF-8, plus room for secrets.
 _EXCERPT_BYTES: Final = 4096
 CAPTURED_BYTES: Final = 4096  # the most of a response body an attempt keeps (capture)
+# Parsed URLs and address verdicts, one per destination: more than the destinations a
+# worker serves in turn, or a round-robin over them misses every time.
+TARGET_CACHE_ENTRIES: Final = 16_384
 # What the client reads of a body: twice the excerpt, so that a secret starting inside
 # it is redacted whole before the cut.
 _READ_BYTES: Final = 2 * CAPTURED_BYTES
@@ -151,12 +154,12 @@ class WebhookAdapter:
         self._resolver = Resolver(dns_servers, timeout_s=dns_timeout, ttl_s=ttl_dns_cache)
         self._client: Http1Client | None = None
         # Per instance because the verdicts depend on this adapter's policy.
-        self._check_address: AddressCheck = functools.lru_cache(maxsize=4096)(
+        self._check_address: AddressCheck = functools.lru_cache(maxsize=TARGET_CACHE_ENTRIES)(
             self._check_address_uncached
         )
-        self._prepare: Callable[[str, str], Target | _Rejected] = functools.lru_cache(maxsize=4096)(
-            self._prepare_uncached
-        )
+        self._prepare: Callable[[str, str], Target | _Rejected] = functools.lru_cache(
+            maxsize=TARGET_CACHE_ENTRIES
+        )(self._prepare_uncached)
         self._tokens = TokenCache(self._post_form)
         self._tls = TlsContexts()
 
