@@ -114,6 +114,22 @@ class Fixture:
             )
         return [(self.tenants[t], events) for t, events in by_tenant.items()]
 
+    def warm_batches(self, tag: str) -> list[tuple[uuid.UUID, list[NewEvent]]]:
+        """One delivery to every destination of the layout."""
+        lay = self.layout
+        if lay.fan_out:
+            return [(self.tenants[0], [NewEvent(EVENT_TYPE, payload(f"{tag}-w", 0))])]
+        return [
+            (
+                tenant,
+                [
+                    NewEvent(self.event_type(d), payload(f"{tag}-w{t}-{d}", d))
+                    for d in range(lay.destinations)
+                ],
+            )
+            for t, tenant in enumerate(self.tenants)
+        ]
+
 
 @dataclass
 class Run:
@@ -247,6 +263,7 @@ class Bench:
     courier: Courier
     receiver: measure.Receiver
     custom_plans: bool = False  # workers plan every statement per call
+    warm: bool = False  # one untimed delivery to every destination before the clock starts
 
     async def clone(self, fixture: Fixture) -> tuple[str, str]:
         return await asyncio.to_thread(
@@ -274,6 +291,9 @@ class Bench:
             workers = await self.workers(url)
             try:
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                    warmed = (
+                        await self._warm_up(fixture, url, conn, workers, tag) if self.warm else 0
+                    )
                     meter = CpuMeter(workers, self.receiver, conn)
                     await meter.start()
                     committed_at = await asyncio.to_thread(enqueue, url, batches)
@@ -281,10 +301,10 @@ class Bench:
                     while await self.receiver.count() < expected and time.time() < deadline:
                         workers.check_alive()
                         await asyncio.sleep(measure.POLL)
-                    done = await delivered(conn)
+                    done = await delivered(conn) - warmed
                     while done < expected and time.time() < deadline:
                         await asyncio.sleep(measure.POLL / 5)
-                        done = await delivered(conn)
+                        done = await delivered(conn) - warmed
                     ended = time.time()
                     cpu = await meter.stop()
             finally:
@@ -292,6 +312,27 @@ class Bench:
         finally:
             await asyncio.to_thread(pg.drop_database, self.setup.server_url, name)
         return Run(fixture.layout.label, expected, done, ended - committed_at, cpu)
+
+    async def _warm_up(
+        self,
+        fixture: Fixture,
+        url: str,
+        conn: psycopg.AsyncConnection[Any],
+        workers: measure.Workers,
+        tag: str,
+    ) -> int:
+        """Deliver once to every destination, so the worker holds a keep-alive connection
+        and warm caches for each (as it does when its destinations are busy), then forget
+        those deliveries at the receiver; returns how many were delivered."""
+        lay = fixture.layout
+        count = lay.tenants * lay.destinations
+        await asyncio.to_thread(enqueue, url, fixture.warm_batches(tag))
+        deadline = time.time() + CAP_S
+        while (done := await delivered(conn)) < count and time.time() < deadline:
+            workers.check_alive()
+            await asyncio.sleep(measure.POLL)
+        await self.receiver.reset()
+        return done
 
     async def noisy(
         self, fixture: Fixture, backlog: int, rate: float, seconds: float, tag: str
@@ -385,6 +426,7 @@ class Plan:
     quiet_seconds: float = 10.0
     custom_plans: bool = False
     only_noisy: bool = False
+    warm: bool = False
 
     def layouts(self) -> list[Layout]:
         if self.only_noisy:
@@ -428,6 +470,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Plan:
         help="run only the noisy-tenant scenario (no throughput layouts)",
     )
     parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="deliver once to every destination before each throughput run's clock starts "
+        "(keep-alive connections and caches warm, as under steady traffic)",
+    )
+    parser.add_argument(
         "--custom-plans",
         action="store_true",
         help="workers plan each statement per call (plan_cache_mode=force_custom_plan)",
@@ -458,6 +506,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Plan:
             setattr(plan, name, value)
     plan.custom_plans = args.custom_plans
     plan.only_noisy = args.only_noisy
+    plan.warm = args.warm
     if not 100 <= plan.deliveries <= 200_000 or not 1 <= plan.runs <= 10:
         parser.error("--deliveries must be 100..200000 and --runs 1..10")
     if not 2 <= plan.tenants <= 10_000 or not 1 <= plan.destinations <= 100:
@@ -488,10 +537,11 @@ def median_of(runs: list[Run], pick: Any) -> float:
 
 
 def _report_throughput(plan: Plan, runs: dict[str, list[Run]]) -> None:
+    warm = ", warm (one delivery to every destination first)" if plan.warm else ""
     print()
     print(
         f"Throughput: {plan.deliveries:,} deliveries per run, worker {SPEC.label}, median of "
-        f"{plan.runs}; CPU µs per delivery (user + system, /proc)"
+        f"{plan.runs}{warm}; CPU µs per delivery (user + system, /proc)"
     )
     head = ("layout", "deliv/s", "range", "× 1 dest", "worker", "postgres", "receiver", "total")
     print(
@@ -554,7 +604,7 @@ async def run(plan: Plan, server_url: str, log_dir: Path) -> None:
     setup = measure.Setup(server_url, log_dir)
     async with aiohttp.ClientSession() as session:
         receiver = await measure.start_receiver("receiver", 0, log_dir, session)
-        bench = Bench(setup, courier, receiver, plan.custom_plans)
+        bench = Bench(setup, courier, receiver, plan.custom_plans, plan.warm)
         base = receiver.url  # http://127.0.0.1:PORT/hook
         fixtures: list[Fixture] = []
         runs: dict[str, list[Run]] = {}
