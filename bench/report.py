@@ -342,6 +342,19 @@ def markdown(results: Results, plot_name: str) -> str:
     for runs in results.sweeps.values():
         sweep_rows += _throughput_rows(runs)
     out += _table(THROUGHPUT_HEADER, sweep_rows)
+    if results.finals:
+        out += [
+            "",
+            "Finals: each contestant's two fastest sweep configs, "
+            f"{plan.final_runs} runs each of {plan.events:,} events, alternating; the higher "
+            "median is the config of the main rounds (one short sweep run per config moves "
+            "±30% on a shared machine).",
+            "",
+        ]
+        final_rows: list[list[str]] = []
+        for runs in results.finals.values():
+            final_rows += _throughput_rows(runs)
+        out += _table(THROUGHPUT_HEADER, final_rows)
     out += [
         "",
         "Config `Np × cC × bB`: N worker processes, C jobs in flight per process, "

@@ -15,7 +15,8 @@ class Plan:
 
     events: int = 20_000  # per main throughput run
     runs: int = 3  # main runs per contestant (the median is reported)
-    sweep_events: int = 6_000  # per sweep run (it only picks each contestant's best)
+    sweep_events: int = 6_000  # per sweep run (it only picks each contestant's finalists)
+    final_runs: int = 2  # runs of each finalist at the main runs' size
     history_events: int = 10_000  # the empty-table and 1,000,000-history runs (N = 10k)
     processes: tuple[int, ...] = (1, 2, 4)
     batches: tuple[int, ...] = (16, 64, 128)
@@ -39,6 +40,8 @@ class Results:
     ceiling: list[float] = field(default_factory=list)
     ceiling_cpu_us: list[float] = field(default_factory=list)  # client CPU per request
     sweeps: dict[str, list[ThroughputResult]] = field(default_factory=dict)
+    # each contestant's two fastest sweep configs, at the main runs' size, alternating
+    finals: dict[str, list[ThroughputResult]] = field(default_factory=dict)
     best: dict[str, str] = field(default_factory=dict)  # contestant -> spec label
     main: dict[str, list[ThroughputResult]] = field(default_factory=dict)
     latency: dict[str, LatencyResult] = field(default_factory=dict)
@@ -97,6 +100,7 @@ class Results:
         fields["plan"] = Plan(**plan)
         fields["sweeps"] = {k: runs(v) for k, v in data["sweeps"].items()}
         fields["main"] = {k: runs(v) for k, v in data["main"].items()}
+        fields["finals"] = {k: runs(v) for k, v in data.get("finals", {}).items()}
         fields["latency"] = {k: LatencyResult(**v) for k, v in data["latency"].items()}
         for name in ("history", "growth", "slow"):
             fields[name] = runs(data[name])
