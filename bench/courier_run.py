@@ -27,6 +27,7 @@ from courier.destinations import create_destination
 from courier.enqueue import NewEvent, enqueue_event_async, enqueue_events_async
 from courier.store.migrate import migrate
 from courier.tenancy import create_tenant
+from courier.worker.partitions import HistoryPartitions
 
 BULK_BATCH = (
     1_000  # events per enqueue_events call in the bulk enqueue (as /v1/events/batch allows)
@@ -104,6 +105,10 @@ class Courier:
 
     async def install(self, url: str) -> None:
         await asyncio.to_thread(migrate, url)
+        # The days of history partitions a running installation has made ahead (the
+        # migration makes five): else every run's worker makes the rest in its first
+        # maintenance pass, taking the history tables' locks while it delivers.
+        await HistoryPartitions(url).run_once()
 
     async def prepare(self, url: str, receiver_url: str) -> None:
         await asyncio.to_thread(self._prepare, url, receiver_url)

@@ -9,6 +9,9 @@ the conversion (db/postgres/024_history_partitions.sql).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -18,7 +21,11 @@ from psycopg import sql
 
 from courier.store.queries import query
 
+logger = logging.getLogger("courier.history")
+
 HISTORY_TABLES = ("delivery_attempts", "lifecycle_events")
+CREATE_TRIES = 5  # per day and pass, each waiting at most history_lock_timeout
+CREATE_PAUSE_S = 0.25  # between tries (jittered up to twice that): the engine moves on
 FIRST_KEY = "00000000-0000-0000-0000-000000000000"  # below every uuid
 
 
@@ -50,7 +57,8 @@ async def partitions(cur: psycopg.AsyncCursor[dict[str, Any]]) -> list[Partition
 
 async def create_ahead(cur: psycopg.AsyncCursor[dict[str, Any]], days_ahead: int) -> list[str]:
     """Make the partitions of today and the next `days_ahead` UTC days where missing;
-    returns the names made."""
+    returns the names made. A day whose locks stay busy is left to the next pass (days
+    are made a week ahead, so a pass that misses one costs nothing)."""
     await cur.execute(query("history_today"))
     row = await cur.fetchone()
     assert row is not None
@@ -59,11 +67,28 @@ async def create_ahead(cur: psycopg.AsyncCursor[dict[str, Any]], days_ahead: int
     for parent in HISTORY_TABLES:
         for offset in range(days_ahead + 1):
             day = today + timedelta(days=offset)
-            await cur.execute(query("history_create_partition"), {"parent": parent, "day": day})
-            created = await cur.fetchone()
-            if created is not None and created["created"]:
+            if await _create_partition(cur, parent, day):
                 made.append(f"{parent}_p{day:%Y%m%d}")
     return made
+
+
+async def _create_partition(
+    cur: psycopg.AsyncCursor[dict[str, Any]], parent: str, day: date
+) -> bool:
+    """One day's partition, under the short lock timeout, tried a few times; False when
+    it exists already or its locks stayed busy."""
+    for attempt in range(CREATE_TRIES):
+        try:
+            async with cur.connection.transaction():
+                await cur.execute(query("history_lock_timeout"))
+                await cur.execute(query("history_create_partition"), {"parent": parent, "day": day})
+                created = await cur.fetchone()
+            return created is not None and bool(created["created"])
+        except psycopg.errors.LockNotAvailable:
+            if attempt + 1 < CREATE_TRIES:
+                await asyncio.sleep(CREATE_PAUSE_S * (1 + random.random()))
+    logger.warning("history: %s of %s is busy; making it next pass", day, parent)
+    return False
 
 
 async def drop_lifecycle_partition(

@@ -4,7 +4,9 @@ populated installation keeps every row readable."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
@@ -349,3 +351,59 @@ def test_the_conversion_runs_again_after_stopping_half_way(pre_partition_db: str
         assert conn.execute(
             "SELECT relkind FROM pg_class WHERE relname = 'lifecycle_events'"
         ).fetchone() == ("p",)
+
+
+LOCKED_DAY = 12  # days ahead: beyond what the other tests make (9)
+
+
+async def test_making_a_day_gives_way_to_the_engine_instead_of_closing_a_lock_cycle(
+    conn: psycopg.Connection[Any],
+    direct_db_url: str,
+    tenant: uuid.UUID,
+    make_destination: DestinationFactory,
+) -> None:
+    # A new day of attempts locks delivery_attempts, then `deliveries` (its foreign key);
+    # a completion locks them the other way round. Waiting without a limit, the pass
+    # closed a cycle that PostgreSQL broke only after deadlock_timeout (1 s), by aborting
+    # either side: the engine stalled for a second and could lose a statement.
+    make_destination("https://example.com/hook")
+    (delivery,) = enqueue(conn, tenant)
+    day = _today(conn) + timedelta(days=LOCKED_DAY)
+    await HistoryPartitions(direct_db_url, days_ahead=LOCKED_DAY - 1).run_once()
+    for parent in ("delivery_attempts", "lifecycle_events"):  # an earlier run's, empty
+        conn.execute(
+            sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(f"{parent}_p{day:%Y%m%d}"))
+        )
+    async with await psycopg.AsyncConnection.connect(direct_db_url) as engine:
+        # the completion's order: its delivery first ...
+        await engine.execute(
+            "UPDATE deliveries SET updated_at = updated_at WHERE tenant_id = %s AND id = %s",
+            (tenant, delivery),
+        )
+        making = asyncio.create_task(
+            HistoryPartitions(direct_db_url, days_ahead=LOCKED_DAY).run_once()
+        )
+        for _ in range(1000):  # 10 s at most
+            if _waiting_for_deliveries(conn):
+                break
+            await asyncio.sleep(0.01)
+        assert _waiting_for_deliveries(conn), "the pass never waited for the engine"
+        started = time.monotonic()
+        # ... then its attempts, while the pass holds delivery_attempts
+        await engine.execute(
+            "UPDATE delivery_attempts SET outcome = outcome"
+            " WHERE tenant_id = %s AND delivery_id = %s",
+            (tenant, delivery),
+        )
+        waited = time.monotonic() - started
+        await engine.commit()
+    run = await making
+    assert waited < 0.9, f"the engine waited {waited:.2f} s behind the pass"
+    assert f"delivery_attempts_p{day:%Y%m%d}" in run.created  # on a later try
+
+
+def _waiting_for_deliveries(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'deliveries'::regclass"
+    ).fetchone()
+    return row is not None and row[0] > 0

@@ -32,10 +32,14 @@ SELECT courier_create_history_partition(%(parent)s, %(day)s::date) AS created;
 SELECT (now() AT TIME ZONE 'UTC')::date AS today;
 
 -- name: history_lock_timeout
--- Dropping a partition locks its parent table (ACCESS EXCLUSIVE) for milliseconds;
--- waiting longer than this behind a long transaction would queue every writer behind
--- the drop, so the drop gives up and the next pass tries again.
-SELECT set_config('lock_timeout', '2s', true);
+-- Making or dropping a partition locks its parent table (ACCESS EXCLUSIVE) for
+-- milliseconds, and, for delivery_attempts, `deliveries` too (its foreign key). The
+-- delivery engine takes the same two locks, in either order (the claim the attempts
+-- first, the completion the deliveries first): waiting behind it, the pass can close a
+-- lock cycle that PostgreSQL only breaks after deadlock_timeout (1 s by default), by
+-- aborting either side, an engine statement as likely as the pass, while every writer
+-- queues behind the wait. So the pass waits less than that, gives up, and tries again.
+SELECT set_config('lock_timeout', '200ms', true);
 
 -- name: history_hold_partition
 -- No attempt may be written into the day while its kept attempts are copied out.
