@@ -106,7 +106,7 @@ class Courier:
     async def install(self, url: str) -> None:
         await asyncio.to_thread(migrate, url)
         # The days of history partitions a running installation has made ahead (the
-        # migration makes five): else every run's worker makes the rest in its first
+        # migration makes the first few): else every run's worker makes the rest in its first
         # maintenance pass, taking the history tables' locks while it delivers.
         await HistoryPartitions(url).run_once()
 

@@ -233,8 +233,9 @@ async def run(plan: Plan, server_url: str, log_dir: Path, clock: Clock) -> Resul
                 if len(finalists[contestant.name]) < 2:
                     continue
                 finals = results.finals.setdefault(contestant.name, [])
-                for _ in range(plan.final_runs):
-                    for spec in finalists[contestant.name]:
+                for n in range(plan.final_runs):
+                    pair = finalists[contestant.name]
+                    for spec in pair if n % 2 == 0 else pair[::-1]:  # neither always first
                         r = await measure.throughput(
                             setup, contestant, fast, spec, plan.events, plan.cap_s
                         )

@@ -331,6 +331,10 @@ class Bench:
         while (done := await delivered(conn)) < count and time.time() < deadline:
             workers.check_alive()
             await asyncio.sleep(measure.POLL)
+        if done < count:  # late warm-up deliveries would be counted as the run's
+            raise SystemExit(
+                f"bench.scale: warm-up delivered {done:,} of {count:,} in {CAP_S:.0f} s"
+            )
         await self.receiver.reset()
         return done
 

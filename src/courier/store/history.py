@@ -84,7 +84,9 @@ async def _create_partition(
                 await cur.execute(query("history_create_partition"), {"parent": parent, "day": day})
                 created = await cur.fetchone()
             return created is not None and bool(created["created"])
-        except psycopg.errors.LockNotAvailable:
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
+            # DeadlockDetected: a server whose deadlock_timeout is below our lock
+            # timeout picked the pass as the victim of the cycle; it gives way all the same
             if attempt + 1 < CREATE_TRIES:
                 await asyncio.sleep(CREATE_PAUSE_S * (1 + random.random()))
     logger.warning("history: %s of %s is busy; making it next pass", day, parent)

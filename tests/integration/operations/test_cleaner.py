@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from courier.crypto import SecretBox
@@ -186,7 +187,10 @@ async def test_destination_events_are_kept_as_long_as_dead_letters(
 
 
 async def test_a_pass_visits_only_the_tenants_with_something_to_remove(
-    conn: psycopg.Connection[Any], direct_db_url: str, secret_box: SecretBox
+    conn: psycopg.Connection[Any],
+    direct_db_url: str,
+    secret_box: SecretBox,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The cleaner finds its tenants in one statement (a pass over thousands of tenants
     with nothing to remove must not cost a round trip per tenant per kind of row); the
@@ -220,7 +224,17 @@ async def test_a_pass_visits_only_the_tenants_with_something_to_remove(
     assert {delivered, dead, unsent, switched} <= due
     assert not {fresh, kept_dead} & due
 
+    visited: set[uuid.UUID] = set()
+    delete = retention.delete_deliveries
+
+    async def recorded(cur: Any, *, tenant_id: uuid.UUID, **kw: Any) -> Any:
+        visited.add(tenant_id)  # the real statement still runs
+        return await delete(cur, tenant_id=tenant_id, **kw)
+
+    monkeypatch.setattr(retention, "delete_deliveries", recorded)
     await Cleaner(direct_db_url).run_once()
+    assert {delivered, dead, unsent, switched} <= visited
+    assert not {fresh, kept_dead} & visited
     after = await _tenants_due(direct_db_url, delivered_before, dead_before)
     assert not {delivered, dead, unsent, switched} & after  # the pass removed it all
 

@@ -353,7 +353,7 @@ def test_the_conversion_runs_again_after_stopping_half_way(pre_partition_db: str
         ).fetchone() == ("p",)
 
 
-LOCKED_DAY = 12  # days ahead: beyond what the other tests make (9)
+LOCKED_DAY = 12  # days ahead: past the days the migration makes
 
 
 async def test_making_a_day_gives_way_to_the_engine_instead_of_closing_a_lock_cycle(
@@ -370,7 +370,7 @@ async def test_making_a_day_gives_way_to_the_engine_instead_of_closing_a_lock_cy
     (delivery,) = enqueue(conn, tenant)
     day = _today(conn) + timedelta(days=LOCKED_DAY)
     await HistoryPartitions(direct_db_url, days_ahead=LOCKED_DAY - 1).run_once()
-    for parent in ("delivery_attempts", "lifecycle_events"):  # an earlier run's, empty
+    for parent in ("delivery_attempts", "lifecycle_events"):  # should the day exist (empty)
         conn.execute(
             sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(f"{parent}_p{day:%Y%m%d}"))
         )
@@ -405,5 +405,6 @@ async def test_making_a_day_gives_way_to_the_engine_instead_of_closing_a_lock_cy
 def _waiting_for_deliveries(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute(
         "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'deliveries'::regclass"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     ).fetchone()
     return row is not None and row[0] > 0

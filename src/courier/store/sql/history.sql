@@ -33,12 +33,13 @@ SELECT (now() AT TIME ZONE 'UTC')::date AS today;
 
 -- name: history_lock_timeout
 -- Making or dropping a partition locks its parent table (ACCESS EXCLUSIVE) for
--- milliseconds, and, for delivery_attempts, `deliveries` too (its foreign key). The
--- delivery engine takes the same two locks, in either order (the claim the attempts
--- first, the completion the deliveries first): waiting behind it, the pass can close a
--- lock cycle that PostgreSQL only breaks after deadlock_timeout (1 s by default), by
--- aborting either side, an engine statement as likely as the pass, while every writer
--- queues behind the wait. So the pass waits less than that, gives up, and tries again.
+-- milliseconds (longer when making a day must move rows out of a full default
+-- partition), and, for delivery_attempts, `deliveries` too (its foreign key). A
+-- completion locks the two the other way round (its deliveries first): waiting behind
+-- one, the pass can close a lock cycle that PostgreSQL only breaks after
+-- deadlock_timeout (1 s by default), by aborting either side, a completion as likely as
+-- the pass, while every writer queues behind the wait. So the pass waits less than
+-- that, gives up, and tries again.
 SELECT set_config('lock_timeout', '200ms', true);
 
 -- name: history_hold_partition

@@ -89,20 +89,27 @@ SELECT count(*) AS lifecycle_events FROM removed;
 -- name: retention_tenants_due
 -- The tenants that hold something the batched deletes above would remove, with the same
 -- cutoffs, found in one statement: a pass over many tenants with little to remove then
--- costs one round trip, not four per tenant. Each probe stops at its first row.
+-- costs one round trip, not four per tenant. Each probe is a per-tenant index walk that
+-- stops at its first row (LIMIT 1 keeps PostgreSQL from turning it into a hash of the
+-- whole table); like the deletes, the events probe steps over a tenant's old events
+-- whose deliveries are still kept.
 SELECT t.id
   FROM tenants t
- WHERE EXISTS (SELECT 1 FROM deliveries d
-                WHERE d.tenant_id = t.id AND d.state = 'delivered'
-                  AND d.updated_at < %(delivered_before)s)
-    OR EXISTS (SELECT 1 FROM deliveries d
-                WHERE d.tenant_id = t.id AND d.state IN ('failed', 'dead_lettered')
-                  AND d.updated_at < %(dead_before)s)
-    OR EXISTS (SELECT 1 FROM events e
-                WHERE e.tenant_id = t.id AND e.created_at < %(events_before)s
-                  AND NOT EXISTS (SELECT 1 FROM deliveries d
-                                   WHERE d.tenant_id = e.tenant_id AND d.event_id = e.id))
-    OR EXISTS (SELECT 1 FROM lifecycle_events l
-                WHERE l.tenant_id = t.id AND l.delivery_id IS NULL
-                  AND l.occurred_at < %(destination_events_before)s)
+ WHERE (SELECT 1 FROM deliveries d
+         WHERE d.tenant_id = t.id AND d.state = 'delivered'
+           AND d.updated_at < %(delivered_before)s
+         LIMIT 1) IS NOT NULL
+    OR (SELECT 1 FROM deliveries d
+         WHERE d.tenant_id = t.id AND d.state IN ('failed', 'dead_lettered')
+           AND d.updated_at < %(dead_before)s
+         LIMIT 1) IS NOT NULL
+    OR (SELECT 1 FROM events e
+         WHERE e.tenant_id = t.id AND e.created_at < %(events_before)s
+           AND NOT EXISTS (SELECT 1 FROM deliveries d
+                            WHERE d.tenant_id = e.tenant_id AND d.event_id = e.id)
+         LIMIT 1) IS NOT NULL
+    OR (SELECT 1 FROM lifecycle_events l
+         WHERE l.tenant_id = t.id AND l.delivery_id IS NULL
+           AND l.occurred_at < %(destination_events_before)s
+         LIMIT 1) IS NOT NULL
  ORDER BY t.id;
