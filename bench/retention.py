@@ -493,81 +493,92 @@ def _run(url: str, folder: Path, args: argparse.Namespace, only: list[str]) -> N
         assert destination is not None
         ids: dict[str, object] = {"tenant": tenant[0], "destination": destination[0]}
 
-        # 1. the conversion of a populated table, with a writer going on
-        started = time.monotonic()
-        _fill(conn, ids, "2026-01-01", args.migration_rows, 30)
-        conn.execute("VACUUM ANALYZE lifecycle_events")
-        print(
-            f"conversion: {args.migration_rows:,} lifecycle events stored "
-            f"in {time.monotonic() - started:.1f} s"
-        )
-        probe = Probe(url, ids)
-        probe.start()
-        time.sleep(0.5)
-        for m in load_migrations():
-            if m.version < 23:
-                continue
-            statements = m.statements() if not m.transactional else [m.sql]
-            for statement in statements:
-                since = time.monotonic()
-                seconds, _ = _timed(conn, statement)
-                first = next(
-                    line
-                    for line in statement.splitlines()
-                    if line.strip() and not line.startswith("--")
-                )
-                worst = probe.worst(since, time.monotonic()) * 1000
-                print(
-                    f"  {m.label} {first.strip()[:60]:<60} {seconds * 1000:9.1f} ms;"
-                    f" longest write meanwhile {worst:7.1f} ms"
-                )
-        probe.halt.set()
-        probe.join()
-        typical = statistics.median(s for _, s in probe.samples) * 1000
-        print(f"  writes during the conversion: {len(probe.samples):,}, median {typical:.1f} ms")
+        if "conversion" in only:
+            _conversion(conn, url, ids, args)
+        if "lifecycle" in only:
+            _lifecycle(conn, ids, args)
 
-        # 2. a day dropped vs a day deleted
-        row = conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date + 10").fetchone()
-        assert row is not None
-        first_day = row[0]
-        for n in range(args.days):
-            conn.execute(
-                "SELECT courier_create_history_partition('lifecycle_events', %s::date + %s)",
-                (first_day, n),
+
+def _conversion(
+    conn: psycopg.Connection, url: str, ids: dict[str, object], args: argparse.Namespace
+) -> None:
+    # 1. the conversion of a populated table, with a writer going on
+    started = time.monotonic()
+    _fill(conn, ids, "2026-01-01", args.migration_rows, 30)
+    conn.execute("VACUUM ANALYZE lifecycle_events")
+    print(
+        f"conversion: {args.migration_rows:,} lifecycle events stored "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+    probe = Probe(url, ids)
+    probe.start()
+    time.sleep(0.5)
+    for m in load_migrations():
+        if m.version < 23:
+            continue
+        statements = m.statements() if not m.transactional else [m.sql]
+        for statement in statements:
+            since = time.monotonic()
+            seconds, _ = _timed(conn, statement)
+            first = next(
+                line
+                for line in statement.splitlines()
+                if line.strip() and not line.startswith("--")
             )
-        started = time.monotonic()
-        _fill(conn, ids, str(first_day), args.rows, args.days)
-        conn.execute("VACUUM ANALYZE lifecycle_events")
-        print(
-            f"retention: {args.rows:,} lifecycle events in {args.days} day partitions, stored "
-            f"in {time.monotonic() - started:.1f} s"
+            worst = probe.worst(since, time.monotonic()) * 1000
+            print(
+                f"  {m.label} {first.strip()[:60]:<60} {seconds * 1000:9.1f} ms;"
+                f" longest write meanwhile {worst:7.1f} ms"
+            )
+    probe.halt.set()
+    probe.join()
+    typical = statistics.median(s for _, s in probe.samples) * 1000
+    print(f"  writes during the conversion: {len(probe.samples):,}, median {typical:.1f} ms")
+
+
+def _lifecycle(conn: psycopg.Connection, ids: dict[str, object], args: argparse.Namespace) -> None:
+    # 2. a day dropped vs a day deleted
+    row = conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date + 10").fetchone()
+    assert row is not None
+    first_day = row[0]
+    for n in range(args.days):
+        conn.execute(
+            "SELECT courier_create_history_partition('lifecycle_events', %s::date + %s)",
+            (first_day, n),
         )
-        conn.execute("CHECKPOINT")
-        deleted_day, dropped_day = first_day, first_day.fromordinal(first_day.toordinal() + 1)
-        count = conn.execute(
-            "SELECT count(*) FROM lifecycle_events WHERE occurred_at >= %s::date"
-            " AND occurred_at < %s::date + 1",
-            (deleted_day, deleted_day),
-        ).fetchone()
-        dropped_count = conn.execute(
-            f"SELECT count(*) FROM lifecycle_events_p{dropped_day:%Y%m%d}"
-        ).fetchone()
-        assert count is not None and dropped_count is not None
-        delete_s, delete_wal = _timed(
-            conn,
-            f"DELETE FROM lifecycle_events WHERE occurred_at >= '{deleted_day}'"
-            f" AND occurred_at < '{deleted_day}'::date + 1",
-        )
-        conn.execute("CHECKPOINT")
-        drop_s, drop_wal = _timed(conn, f"DROP TABLE lifecycle_events_p{dropped_day:%Y%m%d}")
-        print(
-            f"  DELETE of one day ({count[0]:,} rows): {delete_s:.2f} s, "
-            f"{delete_wal / 1e6:,.1f} MB of WAL (and the dead rows still to vacuum)"
-        )
-        print(
-            f"  DROP of one day's partition ({dropped_count[0]:,} rows): {drop_s * 1000:.1f} ms, "
-            f"{drop_wal / 1e3:,.1f} kB of WAL"
-        )
+    started = time.monotonic()
+    _fill(conn, ids, str(first_day), args.rows, args.days)
+    conn.execute("VACUUM ANALYZE lifecycle_events")
+    print(
+        f"retention: {args.rows:,} lifecycle events in {args.days} day partitions, stored "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+    conn.execute("CHECKPOINT")
+    deleted_day, dropped_day = first_day, first_day.fromordinal(first_day.toordinal() + 1)
+    count = conn.execute(
+        "SELECT count(*) FROM lifecycle_events WHERE occurred_at >= %s::date"
+        " AND occurred_at < %s::date + 1",
+        (deleted_day, deleted_day),
+    ).fetchone()
+    dropped_count = conn.execute(
+        f"SELECT count(*) FROM lifecycle_events_p{dropped_day:%Y%m%d}"
+    ).fetchone()
+    assert count is not None and dropped_count is not None
+    delete_s, delete_wal = _timed(
+        conn,
+        f"DELETE FROM lifecycle_events WHERE occurred_at >= '{deleted_day}'"
+        f" AND occurred_at < '{deleted_day}'::date + 1",
+    )
+    conn.execute("CHECKPOINT")
+    drop_s, drop_wal = _timed(conn, f"DROP TABLE lifecycle_events_p{dropped_day:%Y%m%d}")
+    print(
+        f"  DELETE of one day ({count[0]:,} rows): {delete_s:.2f} s, "
+        f"{delete_wal / 1e6:,.1f} MB of WAL (and the dead rows still to vacuum)"
+    )
+    print(
+        f"  DROP of one day's partition ({dropped_count[0]:,} rows): {drop_s * 1000:.1f} ms, "
+        f"{drop_wal / 1e3:,.1f} kB of WAL"
+    )
 
 
 if __name__ == "__main__":
