@@ -289,9 +289,10 @@ async def _batched(
     return removed
 
 
-async def _drop_day(url: str, day: Day) -> int:
+async def _drop_day(url: str, day: Day) -> tuple[int, list[tuple[str, float, int]]]:
     """Drop the day's attempts and lifecycle partitions as the cleaner does; returns the
-    attempts kept (none: every delivery of the day ended before its end)."""
+    attempts kept (none: every delivery of the day ended before its end) and each
+    partition's seconds and WAL bytes."""
     async with (
         await psycopg.AsyncConnection.connect(url, autocommit=True) as conn,
         conn.cursor(row_factory=dict_row) as cur,
@@ -299,13 +300,22 @@ async def _drop_day(url: str, day: Day) -> int:
         names = {f"{table}_p{day.starts:%Y%m%d}" for table in _HISTORY}
         parts = [p for p in await history.partitions(cur) if p.name in names]
         assert len(parts) == 2, parts
-        kept = 0
+        kept, each = 0, []
         for part in parts:
+            wal, started = await _wal_async(cur), time.monotonic()
             if part.parent == "delivery_attempts":
                 kept += await history.drop_attempts_partition(cur, part, day.ends, day.ends)
             else:
                 await history.drop_lifecycle_partition(cur, part)
-        return kept
+            each.append((part.name, time.monotonic() - started, await _wal_async(cur) - wal))
+        return kept, each
+
+
+async def _wal_async(cur: psycopg.AsyncCursor[dict[str, Any]]) -> int:
+    await cur.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn AS lsn")
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row["lsn"])
 
 
 def _measured(conn: psycopg.Connection, work: Any) -> tuple[Any, float, int]:
@@ -399,7 +409,7 @@ def _deliveries(url: str, args: argparse.Namespace) -> None:
         # then the deliveries and events in batches, lifecycle events below the next
         # remaining day's partition only, as the cleaner's floor makes it
         b = measured[1]
-        kept, drop_s, drop_wal = _measured(conn, lambda: asyncio.run(_drop_day(url, b)))
+        (kept, each), drop_s, drop_wal = _measured(conn, lambda: asyncio.run(_drop_day(url, b)))
         assert kept == 0, kept
         removed, rows_s, rows_wal = _measured(
             conn,
@@ -414,6 +424,9 @@ def _deliveries(url: str, args: argparse.Namespace) -> None:
             f"     DROP of its attempts and lifecycle partitions ({_rows(dropped)}):"
             f" {drop_s * 1000:.1f} ms, {drop_wal / 1e3:,.1f} kB of WAL"
         )
+        for name, seconds, wal in each:
+            # the attempts' drop first reads the day's deliveries for attempts to keep
+            print(f"       {name}: {seconds * 1000:.1f} ms, {wal / 1e3:,.1f} kB of WAL")
         print(
             f"     then deliveries and events by DELETE ({_rows(removed)}): {rows_s:.1f} s,"
             f" {rows_wal / 1e6:,.1f} MB of WAL"
