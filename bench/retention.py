@@ -36,10 +36,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -48,6 +49,7 @@ from bench import pg
 from courier.store import history, retention
 from courier.store.migrate import load_migrations, migrate, migrations_dir
 
+T = TypeVar("T")
 CHUNK = 1_000_000  # rows per INSERT … SELECT generate_series
 PROBE_INTERVAL_S = 0.002
 
@@ -170,13 +172,17 @@ INSERT INTO lifecycle_events (tenant_id, id, type, delivery_id, event_id, destin
 SELECT tenant_id, l.id, l.type, delivery_id, event_id, destination_id, l.state,
        l.attempt_number, l.occurred_at, l.data::jsonb""",
 )
-_LIFECYCLE_ROWS = """,
+_TWO_A_DELIVERY = """,
        LATERAL (VALUES ((ms || substr(md5('c' || i), 1, 16))::uuid, 'delivery.created',
                         'pending', 0, at, '{}'),
                        ((ms || substr(md5('l' || i), 1, 16))::uuid, 'delivery.delivered',
                         'delivered', 1, done_at, '{"outcome": "succeeded", "http_status": 200}'))
                AS l(id, type, state, attempt_number, occurred_at, data)
 """
+_FILL_STATEMENTS = tuple(
+    (insert + _SERIES + (_TWO_A_DELIVERY if "lifecycle_events" in insert else "")).encode()
+    for insert in _FILL_DELIVERIES
+)
 # One scan a table: its rows of the two measured days, and all of them.
 _CENSUS = {
     "deliveries": "id",
@@ -185,7 +191,6 @@ _CENSUS = {
     "lifecycle_events": "occurred_at",
 }
 _HISTORY = ("delivery_attempts", "lifecycle_events")
-_ROW_TABLES = ("deliveries", "events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,15 +201,9 @@ class Day:
     upper_key: uuid.UUID
 
     def bounds(self, table: str) -> tuple[object, object]:
-        column = _CENSUS[table]
-        return (
-            (self.starts, self.ends)
-            if column == "occurred_at"
-            else (
-                self.lower_key,
-                self.upper_key,
-            )
-        )
+        if _CENSUS[table] == "occurred_at":
+            return self.starts, self.ends
+        return self.lower_key, self.upper_key
 
 
 def _day(first: date, offset: int) -> Day:
@@ -243,9 +242,8 @@ def _fill_deliveries(conn: psycopg.Connection, params: dict[str, Any], rows: int
     done = 0
     while done < rows:
         n = min(CHUNK, rows - done)
-        for insert in _FILL_DELIVERIES:
-            rows_of = _SERIES + (_LIFECYCLE_ROWS if "lifecycle" in insert else "")
-            conn.execute((insert + rows_of).encode(), {**params, "n": n, "done": done})
+        for statement in _FILL_STATEMENTS:
+            conn.execute(statement, {**params, "n": n, "done": done})
         done += n
     conn.execute("SET session_replication_role = DEFAULT")
 
@@ -318,7 +316,7 @@ async def _wal_async(cur: psycopg.AsyncCursor[dict[str, Any]]) -> int:
     return int(row["lsn"])
 
 
-def _measured(conn: psycopg.Connection, work: Any) -> tuple[Any, float, int]:
+def _measured(conn: psycopg.Connection, work: Callable[[], T]) -> tuple[T, float, int]:
     """Run `work` after a checkpoint; returns its result, seconds and WAL bytes."""
     conn.execute("CHECKPOINT")
     before = _wal(conn)
