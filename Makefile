@@ -102,10 +102,13 @@ bench-wakeups: $(BENCH_STAMP) ## claims and empty claims of 2 workers at 50/s an
 bench-retention: $(BENCH_STAMP) ## a day of history dropped vs deleted, 10M lifecycle events, and the partition conversion's lock (~15 min)
 	PYTHONPATH=src:. $(BIN)/python -m bench.retention
 
+bench-retention-deliveries: $(BENCH_STAMP) ## a day of 10M stored deliveries removed all by DELETE vs as courier does (partitions dropped, the rest deleted) (~20 min, ~25 GB of disk)
+	PYTHONPATH=src:. $(BIN)/python -m bench.retention --only deliveries
+
 bench-tickets: $(BENCH_STAMP) ## tickets/s and enqueue->ticket p50 through one worker against a local Redmine (Debian's redmine, redmine-sqlite; ~2 min)
 	PYTHONPATH=src:. $(BIN)/python -m bench.tickets
 
-.PHONY: help install install-run up test-wheel test test-unit test-integration test-pgbouncer test-delivery-retry lint lint-chart fmt bench bench-quick bench-http-clients bench-ingest bench-ingest-growth bench-ingest-http bench-wal bench-scale bench-scale-quick bench-wakeups bench-retention bench-tickets
+.PHONY: help install install-run up test-wheel test test-unit test-integration test-pgbouncer test-delivery-retry lint lint-chart fmt bench bench-quick bench-http-clients bench-ingest bench-ingest-growth bench-ingest-http bench-wal bench-scale bench-scale-quick bench-wakeups bench-retention bench-retention-deliveries bench-tickets
 
 openapi: $(STAMP) ## regenerate docs/openapi.json from the app (a test fails when they drift)
 	$(BIN)/python -m courier.asgi docs/openapi.json
