@@ -190,7 +190,6 @@ _CENSUS = {
     "delivery_attempts": "delivery_id",
     "lifecycle_events": "occurred_at",
 }
-_HISTORY = ("delivery_attempts", "lifecycle_events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +294,7 @@ async def _drop_day(url: str, day: Day) -> tuple[int, list[tuple[str, float, int
         await psycopg.AsyncConnection.connect(url, autocommit=True) as conn,
         conn.cursor(row_factory=dict_row) as cur,
     ):
-        names = {f"{table}_p{day.starts:%Y%m%d}" for table in _HISTORY}
+        names = {f"{table}_p{day.starts:%Y%m%d}" for table in history.HISTORY_TABLES}
         parts = [p for p in await history.partitions(cur) if p.name in names]
         assert len(parts) == 2, parts
         kept, each = 0, []
@@ -349,7 +348,7 @@ def _deliveries(url: str, args: argparse.Namespace) -> None:
         row = conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date + 10").fetchone()
         assert row is not None
         first_day: date = row[0]
-        for table in _HISTORY:
+        for table in history.HISTORY_TABLES:
             for n in range(days):
                 conn.execute(
                     "SELECT courier_create_history_partition(%s, %s::date + %s)",
@@ -414,7 +413,7 @@ def _deliveries(url: str, args: argparse.Namespace) -> None:
             lambda: asyncio.run(_batched(url, tenants, b.ends, b.ends, cap, deadline)),
         )
         after_b = _census(conn, measured)
-        dropped = {t: after_a[t][1] for t in _HISTORY}
+        dropped = {t: after_a[t][1] for t in history.HISTORY_TABLES}
         _check(after_a, after_b, 1, {**removed, **dropped})
         assert removed["attempts"] == removed["lifecycle_events"] == 0, removed
         print("  b. the next day as courier removes it:")

@@ -114,22 +114,6 @@ class Fixture:
             )
         return [(self.tenants[t], events) for t, events in by_tenant.items()]
 
-    def warm_batches(self, tag: str) -> list[tuple[uuid.UUID, list[NewEvent]]]:
-        """One delivery to every destination of the layout."""
-        lay = self.layout
-        if lay.fan_out:
-            return [(self.tenants[0], [NewEvent(EVENT_TYPE, payload(f"{tag}-w", 0))])]
-        return [
-            (
-                tenant,
-                [
-                    NewEvent(self.event_type(d), payload(f"{tag}-w{t}-{d}", d))
-                    for d in range(lay.destinations)
-                ],
-            )
-            for t, tenant in enumerate(self.tenants)
-        ]
-
 
 @dataclass
 class Run:
@@ -326,7 +310,8 @@ class Bench:
         those deliveries at the receiver; returns how many were delivered."""
         lay = fixture.layout
         count = lay.tenants * lay.destinations
-        await asyncio.to_thread(enqueue, url, fixture.warm_batches(tag))
+        # one delivery per destination: the layouts' own round-robin covers each once
+        await asyncio.to_thread(enqueue, url, fixture.batches(count, f"{tag}-w"))
         deadline = time.time() + CAP_S
         while (done := await delivered(conn)) < count and time.time() < deadline:
             workers.check_alive()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -79,8 +81,7 @@ async def _create_partition(
     it exists already or its locks stayed busy."""
     for attempt in range(CREATE_TRIES):
         try:
-            async with cur.connection.transaction():
-                await cur.execute(query("history_lock_timeout"))
+            async with _short_locks(cur):
                 await cur.execute(query("history_create_partition"), {"parent": parent, "day": day})
                 created = await cur.fetchone()
             return created is not None and bool(created["created"])
@@ -97,8 +98,7 @@ async def drop_lifecycle_partition(
     cur: psycopg.AsyncCursor[dict[str, Any]], partition: Partition
 ) -> None:
     """Drop a day of lifecycle events whole."""
-    async with cur.connection.transaction():
-        await cur.execute(query("history_lock_timeout"))
+    async with _short_locks(cur):
         await cur.execute(_named("history_drop_partition", partition.name))
 
 
@@ -116,14 +116,21 @@ async def drop_attempts_partition(
         "delivered_before": delivered_before,
         "dead_before": dead_before,
     }
-    async with cur.connection.transaction():
-        await cur.execute(query("history_lock_timeout"))
+    async with _short_locks(cur):
         await cur.execute(_named("history_hold_partition", partition.name))
         await cur.execute(_named("history_keep_attempts", partition.name), params)
         await cur.execute(_named("history_drop_partition", partition.name))
         await cur.execute(query("history_restore_attempts"))
         row = await cur.fetchone()
     return int(row["kept"]) if row is not None else 0
+
+
+@asynccontextmanager
+async def _short_locks(cur: psycopg.AsyncCursor[dict[str, Any]]) -> AsyncIterator[None]:
+    """A transaction whose lock waits end at history_lock_timeout (see its comment)."""
+    async with cur.connection.transaction():
+        await cur.execute(query("history_lock_timeout"))
+        yield
 
 
 def _named(name: str, partition: str) -> sql.Composed:

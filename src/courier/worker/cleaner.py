@@ -91,17 +91,14 @@ class Cleaner:
             cur, cfg.retention_days * DAY, cfg.dead_letter_retention_days * DAY
         )
         floors = await self._drop_days(cur, cutoffs.delivered_before, cutoffs.dead_before, run)
-        passes = (
-            (["delivered"], _earlier(cutoffs.delivered_before, floors["delivery_attempts"])),
-            (
-                ["failed", "dead_lettered"],
-                _earlier(cutoffs.dead_before, floors["delivery_attempts"]),
-            ),
-        )
+        # deliveries go only once their day of attempts is gone (history's floor)
+        delivered_before = _earlier(cutoffs.delivered_before, floors["delivery_attempts"])
+        dead_before = _earlier(cutoffs.dead_before, floors["delivery_attempts"])
+        passes = ((["delivered"], delivered_before), (["failed", "dead_lettered"], dead_before))
         due = await retention.tenants_due(
             cur,
-            delivered_before=passes[0][1],
-            dead_before=passes[1][1],
+            delivered_before=delivered_before,
+            dead_before=dead_before,
             events_before=cutoffs.delivered_before,
             destination_events_before=cutoffs.dead_before,
         )
